@@ -1,0 +1,23 @@
+"""Model adapters, one module per model family (installed as ``namm_bench.adapters``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["ADAPTERS", "get_adapter"]
+
+
+def _llama(model: str | None, **kwargs: Any):
+    from .llama import LlamaAdapter
+
+    return LlamaAdapter(model, **kwargs)
+
+
+ADAPTERS = {"llama": _llama}
+"""Adapter name -> factory(model, **options). Imports stay lazy so the CLI starts fast."""
+
+
+def get_adapter(name: str, model: str | None = None, **kwargs: Any):
+    if name not in ADAPTERS:
+        raise ValueError(f"unknown adapter {name!r}; known adapters: {', '.join(sorted(ADAPTERS))}")
+    return ADAPTERS[name](model, **kwargs)

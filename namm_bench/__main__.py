@@ -1,0 +1,3 @@
+from namm_bench.cli import main
+
+raise SystemExit(main())

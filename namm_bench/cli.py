@@ -1,0 +1,146 @@
+"""``namm-bench``: run suites, write reports, list what is available."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .budget import parse_budget
+from .controller import PROTOCOLS, ControllerConfig
+
+log = logging.getLogger("namm_bench")
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="namm-bench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser(
+        "run", help="run a suite under several memory policies; appends to OUT/results.jsonl"
+    )
+    run.add_argument("suite", help="suite name (see `namm-bench list`)")
+    run.add_argument(
+        "--model", default=None, help="hub id or local directory (default: embedded SmolLM2-135M)"
+    )
+    run.add_argument(
+        "--policies", type=_csv, default=["full", "h2o", "l2"], help="comma list (default full,h2o,l2)"
+    )
+    run.add_argument(
+        "--budget",
+        type=_csv,
+        default=["0.25"],
+        help="comma list of RATIO (0.25), TOKENS (512) or match; applies to h2o and l2 (default 0.25)",
+    )
+    run.add_argument("--protocol", choices=PROTOCOLS, default="streaming")
+    run.add_argument(
+        "--tasks", type=_csv, default=None, help="comma list of tasks (default: all of the suite)"
+    )
+    run.add_argument("--limit", type=int, default=None, help="examples per task")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument(
+        "--namm-checkpoint", default=None, help="namm-bench checkpoint directory or evo-memory ckpt.pt"
+    )
+    run.add_argument(
+        "--out", type=Path, default=Path("runs/latest"), help="results directory (default runs/latest)"
+    )
+    run.add_argument("--chunk-size", type=int, default=128, help="prefill chunk (default 128)")
+    run.add_argument("--interval", type=int, default=512, help="tokens between policy calls (default 512)")
+    run.add_argument(
+        "--no-prompt-end-call",
+        action="store_true",
+        help="streaming: do not call the policy at the end of the prompt (the paper's code does not)",
+    )
+    run.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda when available)")
+
+    rep = sub.add_parser("report", help="write DIR/report.md and DIR/report.csv from DIR/results.jsonl")
+    rep.add_argument("dir", type=Path)
+
+    sub.add_parser("list", help="list suites, tasks, policies and adapters")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "run":
+            return _run(args)
+        if args.command == "report":
+            return _report(args.dir)
+        return _list()
+    except (ValueError, OSError) as err:
+        print(f"namm-bench: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .runner import RunSpec, run_suite
+
+    device = args.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    spec = RunSpec(
+        suite=args.suite,
+        out=args.out,
+        model=args.model,
+        policies=args.policies,
+        budgets=[parse_budget(b) for b in args.budget],
+        controller=ControllerConfig(
+            chunk_size=args.chunk_size,
+            interval=args.interval,
+            protocol=args.protocol,
+            prompt_end_call=not args.no_prompt_end_call,
+        ),
+        tasks=args.tasks,
+        limit=args.limit,
+        seed=args.seed,
+        namm_checkpoint=args.namm_checkpoint,
+        device=device,
+    )
+    out = run_suite(spec)
+    print(f"results: {out / 'results.jsonl'}  (tables: namm-bench report {out})")
+    return 0
+
+
+def _report(directory: Path) -> int:
+    from .report import write_report
+
+    md, csv = write_report(directory)
+    print(md.read_text())
+    print(f"wrote {md} and {csv}")
+    return 0
+
+
+def _list() -> int:
+    from namm_bench.adapters import ADAPTERS
+    from namm_bench.suites import SUITES, get_suite
+
+    from .policies import BUDGETED, POLICIES
+
+    print("suites:")
+    for name in SUITES:
+        suite = get_suite(name)
+        print(f"  {name} (adapter {suite.adapter}): {', '.join(suite.tasks())}")
+    print("policies:")
+    for name, cls in POLICIES.items():
+        kind = (
+            "budget: ratio or tokens"
+            if name in BUDGETED
+            else "no budget"
+            if name == "full"
+            else "emergent budget"
+        )
+        summary = (cls.__doc__ or "").strip().splitlines()[0]
+        print(f"  {name} ({kind}): {summary}")
+    print("adapters:")
+    for name in ADAPTERS:
+        print(f"  {name}")
+    return 0

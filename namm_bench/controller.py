@@ -1,0 +1,249 @@
+"""The memory controller: runs a model in chunks and lets a policy prune its KV cache.
+
+It attaches to a stock Hugging Face model through forward hooks on the attention modules
+(the kvpress pattern) and edits ``Cache.layers[i].keys/values`` in place:
+
+- a forward pre-hook gives each layer the causal mask its own cache length needs (after
+  eviction, layers differ in length, and new queries see every cached key plus the causal part
+  of their own chunk);
+- a forward hook hands the new queries' attention, averaged over each GQA group, to policies
+  that need it (those run on eager attention; the others on SDPA);
+- after every forward of a chunk or decode step, at absolute token counts that are multiples of
+  ``interval``, the policy selects per layer and KV head what to keep (``namm-reference.md``
+  section 1.3), and the controller gathers keys, values and positions.
+
+Kept keys keep the rotary position they were written with; new tokens take their true absolute
+positions (the adapter builds position ids from ``start``/``end``), so the cache has gaps.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import torch
+from torch import nn
+
+from .policies.base import MemoryPolicy, gather_tokens
+
+T = TypeVar("T")
+Forward = Callable[[int, int], T]
+"""Runs the model on the tokens [start, end) at absolute positions start..end-1, with the cache."""
+
+PROTOCOLS = ("streaming", "post-prefill", "post-prefill-context")
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    """When the policy runs.
+
+    Parameters
+    ----------
+    chunk_size
+        Prefill chunk, aligned to absolute multiples (paper: 128).
+    interval
+        A policy call whenever the absolute token count reaches a multiple of this, in prefill and
+        decoding (paper: 512). ``streaming`` only.
+    protocol
+        ``streaming`` (the paper's: memory bounded during prefill), ``post-prefill`` (kvpress /
+        KVCache-Factory: prefill all, evict once with the question inside, decode without
+        eviction) or ``post-prefill-context`` (kvpress's default: evict once after the context,
+        then prefill the question and decode without eviction).
+    prompt_end_call
+        ``streaming`` only: also call the policy when the prompt ends, so that budgets hold when
+        generation starts. The paper's code leaves the last ``L mod 512`` prompt tokens unpruned;
+        set False to reproduce that.
+    """
+
+    chunk_size: int = 128
+    interval: int = 512
+    protocol: str = "streaming"
+    prompt_end_call: bool = True
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {self.protocol!r}; known: {', '.join(PROTOCOLS)}")
+        if self.chunk_size < 1 or self.interval < 1:
+            raise ValueError("chunk_size and interval must be positive")
+
+
+@dataclass
+class CacheStats:
+    """What the cache held during one sequence.
+
+    ``calls``: after every policy call, the tokens seen and the entries retained per layer and
+    KV head. ``fractions``: retained entries / (layers x kv_heads x tokens processed), sampled at
+    the end of the prompt and after every decoding step.
+    """
+
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    fractions: list[float] = field(default_factory=list)
+    prompt_fraction: float = 1.0
+    peak_kv_bytes: int = 0
+    tokens_seen: int = 0
+    policy_seconds: float = 0.0
+
+    @property
+    def cache_fraction(self) -> float:
+        """Mean of the samples: the end of the prompt and every decoding step."""
+        return sum(self.fractions) / len(self.fractions) if self.fractions else 1.0
+
+
+class MemoryController:
+    """Owns one sequence's cache management for one policy. Batch size 1, no padding."""
+
+    def __init__(self, policy: MemoryPolicy, config: ControllerConfig | None = None) -> None:
+        self.policy = policy
+        self.config = config or ControllerConfig()
+        self.stats = CacheStats()
+        self._cache: Any = None
+        self._positions: list[torch.Tensor | None] = []
+        self._masks: dict[tuple, torch.Tensor] = {}
+
+    # ----------------------------------------------------------------- attaching
+    @contextmanager
+    def attach(self, model: nn.Module, cache: Any, attention_modules: Sequence[nn.Module]) -> Iterator[None]:
+        """Hook ``attention_modules`` (each with ``layer_idx``) of ``model`` for one sequence."""
+        previous = model.config._attn_implementation
+        model.set_attn_implementation("eager" if self.policy.needs_attention else "sdpa")
+        handles = [m.register_forward_pre_hook(self._mask_hook, with_kwargs=True) for m in attention_modules]
+        if self.policy.needs_attention:
+            handles += [
+                m.register_forward_hook(self._attention_hook, with_kwargs=True) for m in attention_modules
+            ]
+        self._cache = cache
+        self._positions = [None] * len(attention_modules)
+        self.stats = CacheStats()
+        self.policy.reset(len(attention_modules))
+        try:
+            yield
+        finally:
+            for h in handles:
+                h.remove()
+            model.set_attn_implementation(previous)
+
+    def _mask_hook(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
+        q = hidden.shape[1]
+        past = self._layer_length(module.layer_idx)
+        kwargs["attention_mask"] = None if q == 1 else self._causal_mask(q, past, hidden.dtype, hidden.device)
+        return args, kwargs
+
+    def _causal_mask(self, q: int, past: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """Additive (1, 1, q, past + q) mask: query i sees the cached keys and new keys <= i."""
+        key = (q, past, dtype, device)
+        if key not in self._masks:
+            allowed = torch.ones(q, past + q, dtype=torch.bool, device=device).tril(diagonal=past)
+            mask = torch.zeros(q, past + q, dtype=dtype, device=device)
+            mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+            self._masks[key] = mask[None, None]
+        return self._masks[key]
+
+    def _attention_hook(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        weights = output[1]
+        if weights is None:
+            raise RuntimeError(
+                f"{self.policy.name} needs attention probabilities but the layer returned none"
+            )
+        b, heads, q, n = weights.shape
+        groups = getattr(module, "num_key_value_groups", 1)
+        self.policy.observe(module.layer_idx, weights.view(b, heads // groups, groups, q, n).mean(dim=2))
+
+    def _layer_length(self, layer: int) -> int:
+        layers = self._cache.layers
+        if layer >= len(layers) or getattr(layers[layer], "keys", None) is None:
+            return 0
+        return layers[layer].keys.shape[2]
+
+    # ----------------------------------------------------------------- running
+    @property
+    def tokens_seen(self) -> int:
+        return self.stats.tokens_seen
+
+    def prefill(self, forward: Forward[T], length: int, question_start: int | None = None) -> T:
+        """Run the prompt [0, length) in chunks, calling the policy as the protocol says."""
+        cfg = self.config
+        if length < 1:
+            raise ValueError("empty prompt")
+        compress_at = {"streaming": None, "post-prefill": length, "post-prefill-context": question_start}[
+            cfg.protocol
+        ]
+        if cfg.protocol == "post-prefill-context" and not (question_start and 0 < question_start <= length):
+            raise ValueError("protocol post-prefill-context needs the prompt split into context and question")
+        out, pos = None, self.tokens_seen
+        while pos < length:
+            end = min(length, (pos // cfg.chunk_size + 1) * cfg.chunk_size)
+            if compress_at is not None and pos < compress_at < end:
+                end = compress_at
+            out = self._forward(forward, pos, end)
+            if end == compress_at or self._crossed_interval(pos, end):
+                self._call_policy()
+            pos = end
+        if cfg.protocol == "streaming" and cfg.prompt_end_call and not self._called_at(length):
+            self._call_policy()
+        self.stats.prompt_fraction = self._fraction()
+        self.stats.fractions.append(self.stats.prompt_fraction)
+        return out
+
+    def step(self, forward: Forward[T], n: int = 1) -> T:
+        """Run ``n`` generated tokens (a decoding step), calling the policy on interval multiples."""
+        start = self.tokens_seen
+        out = self._forward(forward, start, start + n)
+        if self._crossed_interval(start, start + n):
+            self._call_policy()
+        self.stats.fractions.append(self._fraction())
+        return out
+
+    def _crossed_interval(self, start: int, end: int) -> bool:
+        return (
+            self.config.protocol == "streaming"
+            and end // self.config.interval > start // self.config.interval
+        )
+
+    def _called_at(self, tokens: int) -> bool:
+        return bool(self.stats.calls) and self.stats.calls[-1]["tokens_seen"] == tokens
+
+    def _forward(self, forward: Forward[T], start: int, end: int) -> T:
+        self._masks.clear()
+        out = forward(start, end)
+        self.stats.tokens_seen = end
+        kv_bytes = 0
+        for i, layer in enumerate(self._cache.layers[: len(self._positions)]):
+            b, h, n, _ = layer.keys.shape
+            new = torch.arange(start, end, device=layer.keys.device).expand(b, h, end - start)
+            old = self._positions[i]
+            self._positions[i] = new if old is None else torch.cat([old, new], dim=2)
+            assert self._positions[i].shape[2] == n, "cache and position bookkeeping disagree"
+            kv_bytes += layer.keys.nbytes + layer.values.nbytes
+        self.stats.peak_kv_bytes = max(self.stats.peak_kv_bytes, kv_bytes)
+        return out
+
+    def _call_policy(self) -> None:
+        began = time.perf_counter()
+        retained = []
+        for i, layer in enumerate(self._cache.layers[: len(self._positions)]):
+            idx = self.policy.select(i, layer.keys, layer.values, self._positions[i], self.tokens_seen)
+            if idx is not None:
+                layer.keys = gather_tokens(layer.keys, idx)
+                layer.values = gather_tokens(layer.values, idx)
+                self._positions[i] = self._positions[i].gather(2, idx)
+            b, h, n, _ = layer.keys.shape
+            retained.append([n] * h)
+        self.stats.policy_seconds += time.perf_counter() - began
+        self.stats.calls.append({"tokens_seen": self.tokens_seen, "retained": retained})
+
+    def _fraction(self) -> float:
+        layers = self._cache.layers[: len(self._positions)]
+        kept = sum(layer.keys.shape[2] for layer in layers)
+        return kept / (len(layers) * self.tokens_seen)
+
+    def positions(self, layer: int) -> torch.Tensor:
+        """Absolute positions (B, kv_heads, N) of the entries now in ``layer``'s cache."""
+        return self._positions[layer]
+
+    def retained_per_layer(self) -> list[int]:
+        """Entries per KV head now in each layer's cache."""
+        return [layer.keys.shape[2] for layer in self._cache.layers[: len(self._positions)]]

@@ -1,0 +1,153 @@
+"""NAMM checkpoints: the project's own format and the original evo-memory ``ckpt.pt``.
+
+Own format: a directory with ``namm.safetensors`` (the flat parameter vector ``params``) and
+``namm.json`` (format tag, architecture, normalisation statistics, provenance).
+evo-memory: ``torch.save`` of ``{'evolution_state': CMA_ES.state_dict(), ...}`` whose ``mean`` is
+the evaluated NAMM and whose ``stored_buffers_to_save.token_embedding_0_*`` hold the
+normalisation statistics (``namm-reference.md`` sections 5.4, 8.3); read with
+``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .features import N_BINS, RunningStats
+from .scorer import NammConfig
+
+FORMAT = "namm-bench/namm-v1"
+PARAMS_FILE = "namm.safetensors"
+CONFIG_FILE = "namm.json"
+_EVO_BUFFERS = "stored_buffers_to_save.token_embedding_0_"
+
+
+class CheckpointError(ValueError):
+    """A NAMM checkpoint that is missing, malformed, of the wrong shape or not finite."""
+
+
+@dataclass
+class NammCheckpoint:
+    params: torch.Tensor
+    stats: RunningStats
+    config: NammConfig = field(default_factory=NammConfig)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self, source: str) -> None:
+        n = self.config.num_params
+        if self.params.ndim != 1 or self.params.numel() != n:
+            raise CheckpointError(
+                f"{source}: parameter vector of shape {tuple(self.params.shape)}, expected ({n},)"
+            )
+        if not torch.isfinite(self.params).all():
+            raise CheckpointError(f"{source}: parameter vector holds NaN or infinite values")
+        for name in ("mean", "var"):
+            t = getattr(self.stats, name)
+            if t.shape != (N_BINS,):
+                raise CheckpointError(
+                    f"{source}: normalisation {name} of shape {tuple(t.shape)}, expected ({N_BINS},)"
+                )
+            if not torch.isfinite(t).all():
+                raise CheckpointError(f"{source}: normalisation {name} holds NaN or infinite values")
+        if (self.stats.var < 0).any() or self.stats.count < 0:
+            raise CheckpointError(f"{source}: negative normalisation variance or count")
+
+    @classmethod
+    def zeros(cls, config: NammConfig | None = None) -> NammCheckpoint:
+        """The NAMM's initialisation: every score is 0, so every token is kept."""
+        config = config or NammConfig()
+        return cls(params=torch.zeros(config.num_params), stats=RunningStats.empty(), config=config)
+
+
+def save_checkpoint(ckpt: NammCheckpoint, directory: str | Path) -> Path:
+    """Write ``namm.safetensors`` and ``namm.json`` into ``directory``, each atomically."""
+    ckpt.validate(str(directory))
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "format": FORMAT,
+        "config": ckpt.config.to_dict(),
+        "normalization": {
+            "mean": ckpt.stats.mean.tolist(),
+            "var": ckpt.stats.var.tolist(),
+            "count": int(ckpt.stats.count),
+        },
+        "provenance": ckpt.provenance,
+    }
+    with tempfile.NamedTemporaryFile(dir=directory, suffix=".tmp", delete=False) as tmp:
+        pass
+    save_file({"params": ckpt.params.float().contiguous()}, tmp.name)
+    os.replace(tmp.name, directory / PARAMS_FILE)
+    with tempfile.NamedTemporaryFile("w", dir=directory, suffix=".tmp", delete=False) as tmp:
+        json.dump(meta, tmp, indent=2)
+    os.replace(tmp.name, directory / CONFIG_FILE)
+    return directory
+
+
+def load_checkpoint(path: str | Path) -> NammCheckpoint:
+    """Load either format: a directory (or its ``namm.json``/``namm.safetensors``) or a ``.pt`` file."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"NAMM checkpoint {path} does not exist")
+    if path.suffix == ".pt":
+        ckpt = _load_evo_memory(path)
+    else:
+        ckpt = _load_own(path.parent if path.is_file() else path)
+    ckpt.validate(str(path))
+    return ckpt
+
+
+def _load_own(directory: Path) -> NammCheckpoint:
+    meta_path, params_path = directory / CONFIG_FILE, directory / PARAMS_FILE
+    for p in (meta_path, params_path):
+        if not p.is_file():
+            raise CheckpointError(f"NAMM checkpoint directory {directory} has no {p.name}")
+    try:
+        meta = json.loads(meta_path.read_text())
+        if meta.get("format") != FORMAT:
+            raise CheckpointError(f"{meta_path}: format {meta.get('format')!r}, expected {FORMAT!r}")
+        config = NammConfig(**meta["config"])
+        norm = meta["normalization"]
+        stats = RunningStats(
+            mean=torch.tensor(norm["mean"], dtype=torch.float32),
+            var=torch.tensor(norm["var"], dtype=torch.float32),
+            count=int(norm["count"]),
+        )
+        params = load_file(str(params_path))["params"]
+    except CheckpointError:
+        raise
+    except Exception as err:  # malformed JSON or safetensors: one message naming the file
+        raise CheckpointError(f"NAMM checkpoint {directory} is malformed: {err}") from err
+    return NammCheckpoint(params=params, stats=stats, config=config, provenance=meta.get("provenance", {}))
+
+
+def _load_evo_memory(path: Path) -> NammCheckpoint:
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        state = blob["evolution_state"]
+        params = torch.as_tensor(state["mean"]).detach().float().reshape(-1)
+    except Exception as err:
+        raise CheckpointError(
+            f"{path} is not an evo-memory checkpoint with evolution_state.mean: {err}"
+        ) from err
+
+    def buffer(name: str) -> torch.Tensor | None:
+        t = state.get(_EVO_BUFFERS + name)
+        return None if t is None else torch.as_tensor(t).detach().reshape(-1)
+
+    # The consolidated ("output") statistics are used once they hold data, else the running "new" ones.
+    stats = RunningStats.empty()
+    for prefix in ("output", "online_new_output"):
+        mean, var, num = buffer(f"{prefix}_mean"), buffer(f"{prefix}_var"), buffer(f"{prefix}_num")
+        if mean is not None and var is not None and num is not None and int(num.max()) > 0:
+            stats = RunningStats(mean=mean.float(), var=var.float(), count=int(num.max()))
+            break
+    provenance = {"source": str(path), "format": "evo-memory ckpt.pt", "iter_num": blob.get("iter_num")}
+    return NammCheckpoint(params=params, stats=stats, provenance=provenance)

@@ -1,0 +1,56 @@
+"""The memory-policy interface shared by every cache policy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+
+@dataclass
+class MemoryPolicy:
+    """Decides, layer by layer, which KV-cache entries to keep.
+
+    The memory controller calls ``reset`` at the start of every sequence, ``observe`` after each
+    forward with the new queries' attention (only if ``needs_attention``), and ``select`` at every
+    policy call. Policies never touch the model or the cache; they return indices and keep any
+    per-token state of their own aligned with them.
+    """
+
+    name: ClassVar[str] = "base"
+    needs_attention: ClassVar[bool] = False
+
+    def reset(self, num_layers: int) -> None:
+        """Forget everything about the previous sequence."""
+
+    def observe(self, layer: int, attention: torch.Tensor) -> None:
+        """Attention of the new queries: (B, kv_heads, q, N), averaged over each GQA group.
+
+        N is the layer's cache length including the q new tokens, which are its last q entries.
+        """
+
+    def select(
+        self, layer: int, keys: torch.Tensor, values: torch.Tensor, positions: torch.Tensor, tokens_seen: int
+    ) -> torch.Tensor | None:
+        """Indices (B, kv_heads, K) to keep, ascending, or None to keep the whole layer.
+
+        ``keys``/``values``: (B, kv_heads, N, head_dim); ``positions``: (B, kv_heads, N) absolute
+        token positions; ``tokens_seen``: tokens processed so far in this sequence.
+        """
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        """Configuration recorded with every result row."""
+        return {"name": self.name}
+
+
+def gather_tokens(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Gather (B, H, N, ...) along the token axis with per-head indices (B, H, K)."""
+    index = idx.reshape(*idx.shape, *([1] * (x.ndim - 3))).expand(*idx.shape, *x.shape[3:])
+    return x.gather(2, index)
+
+
+def top_k_chronological(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """The k highest-scoring tokens per head, returned in chronological (ascending) order."""
+    return scores.topk(k, dim=-1).indices.sort(dim=-1).values

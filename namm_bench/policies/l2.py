@@ -1,0 +1,64 @@
+"""L2 key norm (Devoto et al., EMNLP 2024)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..budget import Budget
+from .base import MemoryPolicy, top_k_chronological
+
+
+@dataclass
+class L2Norm(MemoryPolicy):
+    """Keep the keys with the lowest L2 norm, per KV head.
+
+    Devoto et al., "A Simple and Effective L2 Norm-Based Strategy for KV Cache Compression",
+    EMNLP 2024: keys with a low norm draw high attention, so they are kept. Needs no attention
+    probabilities, so models run on SDPA.
+
+    Parameters
+    ----------
+    budget
+        Whole-cache budget: a token count or a ratio of tokens seen, per KV head on average over
+        all layers. Layers left unpruned hold every token, so the pruned layers keep
+        ``(L * budget - s * n) / (L - s)`` entries (s skipped layers, n tokens) and the measured
+        cache fraction equals the budget, which is what ``match`` compares at.
+    skip_layers
+        Layers never pruned (the paper's code skips the first two).
+    min_length
+        No pruning while the layer holds fewer entries than this.
+    """
+
+    budget: Budget = field(default_factory=lambda: Budget(ratio=0.25))
+    skip_layers: tuple[int, ...] = (0, 1)
+    min_length: int = 0
+
+    name = "l2"
+
+    def __post_init__(self) -> None:
+        self._num_layers = 0
+
+    def reset(self, num_layers: int) -> None:
+        self._num_layers = num_layers
+
+    def select(self, layer, keys, values, positions, tokens_seen):
+        n = keys.shape[2]
+        if layer in self.skip_layers or n < self.min_length:
+            return None
+        keep = self.budget.keep(tokens_seen, n)
+        skipped = sum(1 for i in set(self.skip_layers) if 0 <= i < self._num_layers)
+        if skipped:
+            pruned = self._num_layers - skipped
+            keep = max(1, (self._num_layers * keep - skipped * tokens_seen) // pruned) if pruned else n
+        if keep >= n:
+            return None
+        return top_k_chronological(-keys.float().norm(dim=-1), keep)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "budget": str(self.budget),
+            "skip_layers": list(self.skip_layers),
+            "min_length": self.min_length,
+        }

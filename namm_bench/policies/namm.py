@@ -1,0 +1,86 @@
+"""NAMM: Neural Attention Memory Model (Cetin et al., ICLR 2025)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..namm.checkpoint import NammCheckpoint
+from ..namm.features import AttentionSpectrogram, SpectrogramState, recency_embedding
+from ..namm.scorer import BamWeights, bam_scores, binary_selection
+from .base import MemoryPolicy
+
+
+@dataclass
+class NAMM(MemoryPolicy):
+    """Evict the tokens an evolved network scores below zero.
+
+    Cetin, Sun, Zhao, Tang, "An Evolved Universal Transformer Memory", ICLR 2025. For every
+    cached token, the attention it received is turned into a spectrogram (STFT over queries),
+    reduced by an EMA, normalised, joined with a recency embedding, and scored by a backward
+    attention network (BAM). Tokens scoring below zero are evicted with a common count per
+    layer. The same parameters serve every layer and KV head; the budget is emergent.
+
+    Parameters
+    ----------
+    checkpoint
+        Parameters and normalisation statistics. Statistics with a zero count are accumulated
+        online from the features seen (the reference's running statistics); otherwise frozen.
+    """
+
+    checkpoint: NammCheckpoint = field(default_factory=NammCheckpoint.zeros)
+
+    name = "namm"
+    needs_attention = True
+
+    def __post_init__(self) -> None:
+        self.checkpoint.validate("NAMM parameters")
+        self._weights = BamWeights.unflatten(self.checkpoint.params, self.checkpoint.config)
+        self._stats = self.checkpoint.stats
+        self._update_stats = self._stats.count == 0
+        self._spectrogram = AttentionSpectrogram(self.checkpoint.config.ema_coeff)
+        self._states: list[SpectrogramState | None] = []
+
+    def reset(self, num_layers: int) -> None:
+        self._states = [None] * num_layers
+
+    def observe(self, layer: int, attention: torch.Tensor) -> None:
+        state = self._states[layer]
+        if state is None:
+            b, h = attention.shape[:2]
+            state = self._states[layer] = SpectrogramState.empty(b, h, attention.device)
+            if self._spectrogram.re.device != attention.device:
+                self._spectrogram = AttentionSpectrogram(self.checkpoint.config.ema_coeff, attention.device)
+        state.grow(attention.shape[-1] - state.length)
+        self._spectrogram.update(state, attention)
+
+    def scores(self, layer: int, positions: torch.Tensor) -> torch.Tensor:
+        """BAM scores (B, H, N) of the layer's cached tokens from the current features."""
+        ema = self._states[layer].ema
+        if self._update_stats:
+            self._stats.merge(ema)
+        spectral = self._stats.normalise(ema)
+        age = positions[..., -1:] - positions
+        cfg = self.checkpoint.config
+        features = torch.cat(
+            [recency_embedding(age, cfg.recency_dims, cfg.recency_max_freq), spectral], dim=-1
+        )
+        w = self._weights if self._weights.w_qkv.device == ema.device else _to(self._weights, ema.device)
+        return bam_scores(features, w)
+
+    def select(self, layer, keys, values, positions, tokens_seen):
+        if self._states[layer] is None:  # no attention observed yet (cannot happen in the controller)
+            return None
+        idx = binary_selection(self.scores(layer, positions))
+        if idx is not None:
+            self._states[layer].gather(idx)
+        return idx
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "provenance": self.checkpoint.provenance, "stats_count": self._stats.count}
+
+
+def _to(w: BamWeights, device: torch.device) -> BamWeights:
+    return BamWeights(**{k: v.to(device) for k, v in vars(w).items()})

@@ -1,0 +1,291 @@
+"""Summarise ``DIR/results.jsonl`` into ``DIR/report.md`` (tables per suite) and ``DIR/report.csv``."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import pandas as pd
+
+from .results import ResultsStore
+
+logger = logging.getLogger(__name__)
+
+FULL_POLICY = "full"
+NO_BUDGET = "none"
+
+GROUP_FIELDS: tuple[str, ...] = ("model", "suite", "task", "policy", "budget", "protocol")
+"""Columns identifying a group of the summary (``model`` has a single value in most runs)."""
+
+SUMMARY_COLUMNS: tuple[str, ...] = GROUP_FIELDS + (
+    "n",
+    "errors",
+    "score",
+    "cache_pct",
+    "peak_kv_mib",
+    "seconds",
+    "truncated",
+)
+
+_REQUIRED_FIELDS = GROUP_FIELDS + ("score", "cache_fraction")
+# Optional fields and the value a row without them gets.
+_OPTIONAL_FIELDS: dict[str, Any] = {
+    "error": None,
+    "peak_kv_bytes": math.nan,
+    "seconds": math.nan,
+    "truncated_tokens": 0,
+}
+
+
+def summary_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Summarise result rows, one line per (model, suite, task, policy, budget, protocol).
+
+    Groups appear in the order of their first row. Means are over the rows without an error, so
+    a failed example changes ``errors`` and nothing else except ``truncated``.
+
+    Parameters
+    ----------
+    rows
+        Result rows as stored in ``results.jsonl``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`SUMMARY_COLUMNS`: the group fields, ``n`` (rows without error), ``errors``
+        (rows with one), ``score`` (100 x mean score), ``cache_pct`` (100 x mean cache fraction),
+        ``peak_kv_mib`` (mean peak KV cache size, MiB), ``seconds`` (mean) and ``truncated``
+        (rows whose prompt was truncated, errors included). Means of a group with no error-free
+        row are NaN.
+
+    Raises
+    ------
+    ValueError
+        If a row lacks a field the summary needs.
+    """
+    if not rows:
+        return pd.DataFrame(columns=list(SUMMARY_COLUMNS))
+    df = pd.DataFrame(rows)
+    missing = [name for name in _REQUIRED_FIELDS if name not in df.columns]
+    if missing:
+        raise ValueError(f"result rows lack field(s) {', '.join(missing)}")
+    for name, default in _OPTIONAL_FIELDS.items():
+        if name not in df.columns:
+            df[name] = default
+
+    failed = df["error"].map(lambda e: not _is_missing(e) and e != "").astype(bool)
+    ok = ~failed
+
+    def ok_mean_input(column: str, scale: float = 1.0) -> pd.Series:
+        # Non-numeric or null values become NaN and are skipped by the mean.
+        return pd.to_numeric(df[column], errors="coerce").where(ok) * scale
+
+    work = pd.DataFrame(
+        {
+            **{name: df[name] for name in GROUP_FIELDS},
+            "_ok": ok.astype(int),
+            "_failed": failed.astype(int),
+            "_score": ok_mean_input("score", 100.0),
+            "_cache": ok_mean_input("cache_fraction", 100.0),
+            "_mib": ok_mean_input("peak_kv_bytes", 1.0 / 2**20),
+            "_seconds": ok_mean_input("seconds"),
+            "_truncated": (pd.to_numeric(df["truncated_tokens"], errors="coerce").fillna(0) > 0).astype(int),
+        }
+    )
+    summary = (
+        work.groupby(list(GROUP_FIELDS), sort=False, dropna=False)
+        .agg(
+            n=("_ok", "sum"),
+            errors=("_failed", "sum"),
+            score=("_score", "mean"),
+            cache_pct=("_cache", "mean"),
+            peak_kv_mib=("_mib", "mean"),
+            seconds=("_seconds", "mean"),
+            truncated=("_truncated", "sum"),
+        )
+        .reset_index()
+    )
+    return summary[list(SUMMARY_COLUMNS)]
+
+
+def write_report(out_dir: Path) -> tuple[Path, Path]:
+    """Write ``report.md`` and ``report.csv`` for the results in ``out_dir``.
+
+    Both files are replaced atomically, so a reader never sees a half-written report.
+
+    Parameters
+    ----------
+    out_dir
+        A run output directory holding ``results.jsonl``.
+
+    Returns
+    -------
+    tuple of Path
+        The markdown and CSV paths.
+
+    Raises
+    ------
+    ValueError
+        If the directory has no results, or a row lacks a field the summary needs.
+    ResultsFileError
+        If the results file is corrupt.
+    """
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():  # ResultsStore would create it, leaving an empty directory behind a typo
+        raise ValueError(f"{out_dir} has no results (no such directory)")
+    store = ResultsStore(out_dir)
+    rows = store.rows()
+    if not rows:
+        raise ValueError(f"{out_dir} has no results ({store.path} is missing or empty)")
+    summary = summary_frame(rows)
+    md_path = out_dir / "report.md"
+    csv_path = out_dir / "report.csv"
+    _write_atomic(csv_path, lambda f: summary.to_csv(f, index=False, float_format="%.4f"))
+    markdown = _markdown(summary, rows)
+    _write_atomic(md_path, lambda f: f.write(markdown))
+    logger.info("wrote %s and %s (%d groups from %d rows)", md_path, csv_path, len(summary), len(rows))
+    return md_path, csv_path
+
+
+def column_label(policy: str, budget: Any) -> str:
+    """Return the markdown column name of a (policy, budget): ``full``, ``namm``, ``h2o 0.25``."""
+    if _is_missing(budget) or str(budget) == NO_BUDGET:
+        return str(policy)
+    return f"{policy} {budget}"
+
+
+def _markdown(summary: pd.DataFrame, rows: list[dict[str, Any]]) -> str:
+    """Render the summary: per model (when several), suite and protocol, a score / cache % table."""
+    models = list(dict.fromkeys(summary["model"]))
+    lines = ["# namm-bench report", ""]
+    if len(models) == 1:
+        lines.append(f"Model: `{models[0]}`")
+        lines.append("")
+    versions = sorted({str(r["code_version"]) for r in rows if not _is_missing(r.get("code_version"))})
+    lines.append(
+        f"{len(rows)} result rows" + (f"; code version {', '.join(versions)}" if versions else "") + "."
+    )
+    lines.append("")
+    for model in models:
+        level = "##"
+        if len(models) > 1:
+            lines += [f"## Model `{model}`", ""]
+            level = "###"
+        by_model = summary[summary["model"] == model]
+        sections = list(dict.fromkeys(zip(by_model["suite"], by_model["protocol"], strict=True)))
+        for suite, protocol in sections:
+            section = by_model[(by_model["suite"] == suite) & (by_model["protocol"] == protocol)]
+            lines += [f"{level} {suite} ({protocol})", ""]
+            lines += _section(section)
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _section(section: pd.DataFrame) -> list[str]:
+    """Markdown lines for one suite and protocol: score table, legend, problems, n table."""
+    tasks = list(dict.fromkeys(section["task"]))
+    pairs = list(dict.fromkeys(zip(section["policy"], section["budget"], strict=True)))
+    # Stable sort: the full-cache reference first, the rest in order of first appearance.
+    pairs.sort(key=lambda pair: pair[0] != FULL_POLICY)
+    labels = [column_label(policy, budget) for policy, budget in pairs]
+
+    cells: dict[str, list[str]] = {"task": [*tasks, "average"]}
+    counts: dict[str, list[str]] = {"task": list(tasks)}
+    partial_average = False
+    for (policy, budget), label in zip(pairs, labels, strict=True):
+        col = section[(section["policy"] == policy) & (section["budget"] == budget)].set_index("task")
+        col_cells, col_counts, scores, caches = [], [], [], []
+        for task in tasks:
+            if task not in col.index:
+                col_cells.append("")
+                col_counts.append("")
+                continue
+            group = col.loc[task]
+            col_cells.append(_cell(group["score"], group["cache_pct"]))
+            col_counts.append(str(int(group["n"])))
+            scores.append(group["score"])
+            caches.append(group["cache_pct"])
+        # Unweighted mean over tasks, skipping tasks whose rows all failed.
+        average = _cell(_nanmean(scores), _nanmean(caches))
+        if len(scores) < len(tasks):
+            average += " *"
+            partial_average = True
+        cells[label] = [*col_cells, average]
+        counts[label] = col_counts
+
+    n_values = sorted({int(n) for n in section["n"]})
+    n_text = str(n_values[0]) if len(n_values) == 1 else f"{n_values[0]}-{n_values[-1]}"
+    lines = [_table(pd.DataFrame(cells)), ""]
+    lines.append(
+        f"Cells: score x100 / cache % (retained KV entries / (layers x KV heads x tokens processed), "
+        f"x100), means over n = {n_text} examples per task; `average` is the unweighted mean over tasks."
+    )
+    if partial_average:
+        lines.append("`*`: averaged over the tasks this column has, not all of them.")
+    problems = _problems(section)
+    if problems:
+        lines.append("")
+        lines += problems
+    lines += ["", "Examples scored (n) per task:", "", _table(pd.DataFrame(counts)), ""]
+    return lines
+
+
+def _problems(section: pd.DataFrame) -> list[str]:
+    """Bullet lines naming the groups with errors or truncated prompts."""
+    lines = []
+    for _, group in section.iterrows():
+        label = column_label(group["policy"], group["budget"])
+        total = int(group["n"]) + int(group["errors"])
+        if group["errors"]:
+            lines.append(
+                f"- errors: `{label}` on `{group['task']}`: {int(group['errors'])} of {total} examples "
+                "(excluded from the means)"
+            )
+        if group["truncated"]:
+            lines.append(
+                f"- truncated prompts: `{label}` on `{group['task']}`: {int(group['truncated'])} of "
+                f"{total} examples"
+            )
+    return lines
+
+
+def _cell(score: float, cache_pct: float) -> str:
+    """Format a table cell like ``95.0 / 25.3``; a missing number shows as ``-``."""
+    return f"{_number(score)} / {_number(cache_pct)}"
+
+
+def _number(value: float) -> str:
+    return "-" if _is_missing(value) else f"{value:.1f}"
+
+
+def _nanmean(values: list[float]) -> float:
+    present = [v for v in values if not _is_missing(v)]
+    return sum(present) / len(present) if present else math.nan
+
+
+def _table(frame: pd.DataFrame) -> str:
+    # disable_numparse keeps "95.0 / 25.3" and counts exactly as written.
+    return frame.to_markdown(index=False, disable_numparse=True, stralign="left")
+
+
+def _is_missing(value: Any) -> bool:
+    """True for None and NaN (pandas turns missing JSON fields into NaN)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _write_atomic(path: Path, write: Callable[[IO[str]], Any]) -> None:
+    """Write ``path`` through a temp file in the same directory and ``os.replace`` it into place."""
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp_name, 0o644)  # mkstemp makes it owner-only; a report is meant to be shared
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,172 @@
+"""Tests for the results report (summary table, markdown and CSV)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from namm_bench.report import SUMMARY_COLUMNS, summary_frame, write_report
+from namm_bench.results import ResultsStore
+
+MIB = 2**20
+
+
+def make_row(
+    task: str,
+    example_id: int,
+    policy: str,
+    budget: str,
+    score: float | None,
+    cache_fraction: float,
+    error: str | None = None,
+    truncated_tokens: int = 0,
+    model: str = "smollm2-135m",
+    suite: str = "longbench",
+) -> dict:
+    return {
+        "suite": suite,
+        "task": task,
+        "example_id": example_id,
+        "model": model,
+        "policy": policy,
+        "budget": budget,
+        "budget_ratio": None if budget == "none" else 0.25,
+        "protocol": "post-prefill",
+        "score": score,
+        "cache_fraction": cache_fraction,
+        "cache_fraction_prompt": cache_fraction,
+        "peak_kv_bytes": 2 * MIB,
+        "tokens": 100,
+        "truncated_tokens": truncated_tokens,
+        "new_tokens": 8,
+        "seconds": 1.5,
+        "prediction": "x",
+        "answer": "x",
+        "error": error,
+        "policy_config": {},
+        "code_version": "abc123",
+    }
+
+
+@pytest.fixture
+def rows() -> list[dict]:
+    # h2o appears before full in the file; the report must still put full first.
+    return [
+        make_row("qasper", 0, "h2o", "0.25", 1.0, 0.25),
+        make_row("qasper", 1, "h2o", "0.25", 0.5, 0.30),
+        make_row("qasper", 2, "h2o", "0.25", None, 0.90, error="CUDA out of memory"),
+        make_row("qasper", 0, "full", "none", 1.0, 1.0),
+        make_row("qasper", 1, "full", "none", 1.0, 1.0),
+        make_row("qasper", 2, "full", "none", 0.9, 1.0, truncated_tokens=50),
+        make_row("narrativeqa", 0, "full", "none", 0.5, 1.0),
+        make_row("narrativeqa", 0, "h2o", "0.25", 0.25, 0.20),
+    ]
+
+
+def group(summary: pd.DataFrame, task: str, policy: str) -> pd.Series:
+    match = summary[(summary["task"] == task) & (summary["policy"] == policy)]
+    assert len(match) == 1
+    return match.iloc[0]
+
+
+def test_summary_frame_group_values(rows: list[dict]) -> None:
+    summary = summary_frame(rows)
+    assert list(summary.columns) == list(SUMMARY_COLUMNS)
+    assert len(summary) == 4
+
+    h2o = group(summary, "qasper", "h2o")
+    # The error row is counted but excluded from every mean (its cache fraction of 0.9 too).
+    assert (h2o["n"], h2o["errors"]) == (2, 1)
+    assert h2o["score"] == pytest.approx(75.0)
+    assert h2o["cache_pct"] == pytest.approx(27.5)
+    assert h2o["peak_kv_mib"] == pytest.approx(2.0)
+    assert h2o["seconds"] == pytest.approx(1.5)
+    assert h2o["truncated"] == 0
+
+    full = group(summary, "qasper", "full")
+    assert (full["n"], full["errors"], full["truncated"]) == (3, 0, 1)
+    assert full["score"] == pytest.approx(290 / 3)
+    assert full["budget"] == "none"
+
+
+def test_summary_frame_groups_by_model() -> None:
+    rows = [
+        make_row("qasper", 0, "full", "none", 1.0, 1.0, model="a"),
+        make_row("qasper", 0, "full", "none", 0.0, 1.0, model="b"),
+    ]
+    summary = summary_frame(rows)
+    assert list(summary["model"]) == ["a", "b"]
+    assert list(summary["score"]) == [100.0, 0.0]
+
+
+def test_summary_frame_all_rows_failed_gives_nan_score() -> None:
+    summary = summary_frame([make_row("qasper", 0, "h2o", "0.25", None, 0.5, error="boom")])
+    assert (summary.loc[0, "n"], summary.loc[0, "errors"]) == (0, 1)
+    assert pd.isna(summary.loc[0, "score"])
+
+
+def test_write_report_files(tmp_path: Path, rows: list[dict]) -> None:
+    store = ResultsStore(tmp_path)
+    for row in rows:
+        store.append(row)
+
+    md_path, csv_path = write_report(tmp_path)
+    assert (md_path, csv_path) == (tmp_path / "report.md", tmp_path / "report.csv")
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # temp files replaced
+
+    csv = pd.read_csv(csv_path)
+    assert len(csv) == 4
+    assert list(csv.columns) == list(SUMMARY_COLUMNS)
+    h2o = csv[(csv["task"] == "qasper") & (csv["policy"] == "h2o")].iloc[0]
+    assert h2o["score"] == pytest.approx(75.0) and h2o["errors"] == 1
+
+    md = md_path.read_text(encoding="utf-8")
+    assert "Model: `smollm2-135m`" in md
+    assert "## longbench (post-prefill)" in md
+    header = next(line for line in md.splitlines() if line.startswith("| task"))
+    cols = [c.strip() for c in header.strip("|").split("|")]
+    assert cols == ["task", "full", "h2o 0.25"]  # full first though h2o came first in the file
+
+    table = {
+        cells[0]: cells[1:]
+        for line in md.splitlines()
+        if line.startswith("| ") and not line.startswith("| task")
+        for cells in [[c.strip() for c in line.strip("|").split("|")]]
+        if len(cells) == 3 and "/" in line
+    }
+    assert table["qasper"] == ["96.7 / 100.0", "75.0 / 27.5"]
+    assert table["narrativeqa"] == ["50.0 / 100.0", "25.0 / 20.0"]
+    # Unweighted mean over tasks: (96.67 + 50) / 2 and (75 + 25) / 2; caches (27.5 + 20) / 2.
+    assert table["average"] == ["73.3 / 100.0", "50.0 / 23.8"]
+
+    assert "score x100" in md and "layers x KV heads x tokens processed" in md
+    assert "errors: `h2o 0.25` on `qasper`: 1 of 3 examples" in md
+    assert "truncated prompts: `full` on `qasper`: 1 of 3 examples" in md
+    assert "Examples scored (n) per task:" in md
+    n_rows = [line for line in md.splitlines() if line.startswith("| qasper") and "/" not in line]
+    assert [c.strip() for c in n_rows[0].strip("|").split("|")] == ["qasper", "3", "2"]
+
+
+def test_write_report_multiple_models_and_missing_task(tmp_path: Path) -> None:
+    store = ResultsStore(tmp_path)
+    store.append(make_row("qasper", 0, "full", "none", 1.0, 1.0, model="a"))
+    store.append(make_row("narrativeqa", 0, "full", "none", 0.5, 1.0, model="a"))
+    store.append(make_row("qasper", 0, "namm", "none", 0.8, 0.4, model="a"))  # no narrativeqa
+    store.append(make_row("qasper", 0, "full", "none", 0.0, 1.0, model="b"))
+    md_path, _ = write_report(tmp_path)
+    md = md_path.read_text(encoding="utf-8")
+    assert "## Model `a`" in md and "## Model `b`" in md
+    assert "### longbench (post-prefill)" in md
+    assert "| average" in md and "80.0 / 40.0 *" in md  # averaged over the one task namm has
+    assert "`*`: averaged over the tasks this column has" in md
+
+
+def test_write_report_without_results_raises(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no results"):
+        write_report(tmp_path)
+    assert not (tmp_path / "report.md").exists()
+    with pytest.raises(ValueError, match="no results"):
+        write_report(tmp_path / "typo")
+    assert not (tmp_path / "typo").exists()
