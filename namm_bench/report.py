@@ -166,9 +166,7 @@ def _markdown(summary: pd.DataFrame, rows: list[dict[str, Any]]) -> str:
         lines.append(f"Model: `{models[0]}`")
         lines.append("")
     versions = sorted({str(r["code_version"]) for r in rows if not _is_missing(r.get("code_version"))})
-    lines.append(
-        f"{len(rows)} result rows" + (f"; code version {', '.join(versions)}" if versions else "") + "."
-    )
+    lines.append(f"{len(rows)} result rows" + (f"; code version {', '.join(versions)}" if versions else "") + ".")
     lines.append("")
     for model in models:
         level = "##"
@@ -246,8 +244,7 @@ def _problems(section: pd.DataFrame) -> list[str]:
             )
         if group["truncated"]:
             lines.append(
-                f"- truncated prompts: `{label}` on `{group['task']}`: {int(group['truncated'])} of "
-                f"{total} examples"
+                f"- truncated prompts: `{label}` on `{group['task']}`: {int(group['truncated'])} of {total} examples"
             )
     return lines
 

@@ -168,9 +168,7 @@ class ResultsStore:
                 continue
             row = _parse(line)
             if row is None:
-                raise ResultsFileError(
-                    f"{self.path}, line {lineno}: corrupt results file: line is not a JSON object"
-                )
+                raise ResultsFileError(f"{self.path}, line {lineno}: corrupt results file: line is not a JSON object")
             add(row, lineno)
 
         if tail.strip():

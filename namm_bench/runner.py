@@ -124,16 +124,12 @@ def run_suite(spec: RunSpec) -> Path:
     adapter = get_adapter(suite.adapter, spec.model, device=spec.device)
     max_prompt = adapter.max_prompt_tokens(ANSWER_RESERVE)
     examples = [
-        ex
-        for task in tasks
-        for ex in suite.examples(task, adapter.count_tokens, max_prompt, spec.seed, spec.limit)
+        ex for task in tasks for ex in suite.examples(task, adapter.count_tokens, max_prompt, spec.seed, spec.limit)
     ]
     namm_fraction = {
         (r["task"], r["example_id"]): r["cache_fraction"]
         for r in store.rows()
-        if r["policy"] == "namm"
-        and r["protocol"] == spec.controller.protocol
-        and r["model"] == adapter.model_name
+        if r["policy"] == "namm" and r["protocol"] == spec.controller.protocol and r["model"] == adapter.model_name
     }
     jobs = [(ex, v) for ex in examples for v in plan]
     bar = tqdm(jobs, desc=f"{spec.suite}", unit="run", dynamic_ncols=True)

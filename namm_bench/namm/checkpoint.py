@@ -43,17 +43,13 @@ class NammCheckpoint:
     def validate(self, source: str) -> None:
         n = self.config.num_params
         if self.params.ndim != 1 or self.params.numel() != n:
-            raise CheckpointError(
-                f"{source}: parameter vector of shape {tuple(self.params.shape)}, expected ({n},)"
-            )
+            raise CheckpointError(f"{source}: parameter vector of shape {tuple(self.params.shape)}, expected ({n},)")
         if not torch.isfinite(self.params).all():
             raise CheckpointError(f"{source}: parameter vector holds NaN or infinite values")
         for name in ("mean", "var"):
             t = getattr(self.stats, name)
             if t.shape != (N_BINS,):
-                raise CheckpointError(
-                    f"{source}: normalisation {name} of shape {tuple(t.shape)}, expected ({N_BINS},)"
-                )
+                raise CheckpointError(f"{source}: normalisation {name} of shape {tuple(t.shape)}, expected ({N_BINS},)")
             if not torch.isfinite(t).all():
                 raise CheckpointError(f"{source}: normalisation {name} holds NaN or infinite values")
         if (self.stats.var < 0).any() or self.stats.count < 0:
@@ -134,9 +130,7 @@ def _load_evo_memory(path: Path) -> NammCheckpoint:
         state = blob["evolution_state"]
         params = torch.as_tensor(state["mean"]).detach().float().reshape(-1)
     except Exception as err:
-        raise CheckpointError(
-            f"{path} is not an evo-memory checkpoint with evolution_state.mean: {err}"
-        ) from err
+        raise CheckpointError(f"{path} is not an evo-memory checkpoint with evolution_state.mean: {err}") from err
 
     def buffer(name: str) -> torch.Tensor | None:
         t = state.get(_EVO_BUFFERS + name)

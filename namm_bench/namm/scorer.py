@@ -49,9 +49,7 @@ class BamWeights:
     @classmethod
     def unflatten(cls, params: torch.Tensor, config: NammConfig) -> BamWeights:
         if params.ndim != 1 or params.numel() != config.num_params:
-            raise ValueError(
-                f"NAMM parameter vector has shape {tuple(params.shape)}, expected ({config.num_params},)"
-            )
+            raise ValueError(f"NAMM parameter vector has shape {tuple(params.shape)}, expected ({config.num_params},)")
         f, d = config.feature_dim, config.hidden_dim
         sizes = [f * 3 * d, 3 * d, d * 2 * f, 2 * f, f, 1]
         parts = torch.split(params.float(), sizes)

@@ -51,7 +51,7 @@ class NAMM(MemoryPolicy):
         if state is None:
             b, h = attention.shape[:2]
             state = self._states[layer] = SpectrogramState.empty(b, h, attention.device)
-            if self._spectrogram.re.device != attention.device:
+            if self._spectrogram.basis.device != attention.device:
                 self._spectrogram = AttentionSpectrogram(self.checkpoint.config.ema_coeff, attention.device)
         state.grow(attention.shape[-1] - state.length)
         self._spectrogram.update(state, attention)
@@ -64,9 +64,7 @@ class NAMM(MemoryPolicy):
         spectral = self._stats.normalise(ema)
         age = positions[..., -1:] - positions
         cfg = self.checkpoint.config
-        features = torch.cat(
-            [recency_embedding(age, cfg.recency_dims, cfg.recency_max_freq), spectral], dim=-1
-        )
+        features = torch.cat([recency_embedding(age, cfg.recency_dims, cfg.recency_max_freq), spectral], dim=-1)
         w = self._weights if self._weights.w_qkv.device == ema.device else _to(self._weights, ema.device)
         return bam_scores(features, w)
 

@@ -1,0 +1,121 @@
+"""H2O, L2 and the NAMM scorer against plain reference computations."""
+
+import pytest
+import torch
+
+from namm_bench.budget import Budget, parse_budget
+from namm_bench.namm.scorer import BamWeights, NammConfig, bam_scores, binary_selection
+from namm_bench.policies import H2O, L2Norm, make_policy
+
+
+def reference_h2o(acc: torch.Tensor, keep: int, heavy_fraction: float) -> list[list[int]]:
+    """Per head: the `recent` newest tokens plus the highest accumulated attention among the rest."""
+    n = acc.shape[-1]
+    recent = keep - int(keep * heavy_fraction)
+    out = []
+    for head in acc[0]:
+        window = list(range(n - recent, n))
+        rest = sorted(range(n - recent), key=lambda j: -float(head[j]))[: keep - recent]
+        out.append(sorted(window + rest))
+    return out
+
+
+def test_h2o_selects_reference_heavy_hitters_and_window():
+    torch.manual_seed(0)
+    policy = H2O(budget=Budget(tokens=10))
+    policy.reset(1)
+    acc = torch.zeros(1, 2, 40)
+    # two observations: 24 queries over 24 keys, then 16 more queries over all 40
+    for q, n in [(24, 24), (16, 40)]:
+        attn = torch.rand(1, 2, q, n).softmax(-1)
+        policy.observe(0, attn)
+        acc[..., :n] += attn.sum(2)
+    keys = torch.randn(1, 2, 40, 8)
+    idx = policy.select(0, keys, keys, torch.arange(40).expand(1, 2, 40), tokens_seen=40)
+    assert idx.tolist()[0] == reference_h2o(acc, 10, 0.5)
+
+
+def test_h2o_ratio_budget_rounds_down():
+    assert Budget(ratio=0.25).keep(tokens_seen=1023, cache_length=2000) == 255
+    assert Budget(ratio=0.3).keep(tokens_seen=10, cache_length=10) == 3
+    assert Budget(tokens=512).keep(tokens_seen=4000, cache_length=300) == 300
+    assert Budget(ratio=0.01).keep(tokens_seen=10, cache_length=10) == 1
+
+
+def test_l2_keeps_lowest_norm_keys_per_head():
+    torch.manual_seed(1)
+    keys = torch.randn(1, 3, 50, 16)
+    policy = L2Norm(budget=Budget(tokens=7), skip_layers=())
+    policy.reset(4)
+    idx = policy.select(2, keys, keys, None, tokens_seen=50)
+    for h in range(3):
+        norms = [float(keys[0, h, j].norm()) for j in range(50)]
+        expected = sorted(sorted(range(50), key=lambda j: norms[j])[:7])
+        assert idx[0, h].tolist() == expected
+
+
+def test_l2_skips_layers_and_spends_their_share_on_the_others():
+    keys = torch.randn(1, 2, 100, 8)
+    policy = L2Norm(budget=Budget(ratio=0.25), skip_layers=(0, 1))
+    policy.reset(10)
+    assert policy.select(1, keys, keys, None, tokens_seen=100) is None
+    idx = policy.select(5, keys, keys, None, tokens_seen=100)
+    # whole cache: 2 layers x 100 + 8 layers x k = 10 layers x 25  ->  k = 6
+    assert idx.shape[-1] == 6
+    assert L2Norm(budget=Budget(ratio=0.25), min_length=200).select(5, keys, keys, None, 100) is None
+
+
+def test_bam_mask_lets_a_token_attend_only_to_newer_tokens():
+    torch.manual_seed(2)
+    config = NammConfig()
+    weights = BamWeights.unflatten(torch.randn(config.num_params) * 0.3, config)
+    x = torch.randn(1, 1, 12, config.feature_dim)
+    base = bam_scores(x, weights)
+    # changing an older token (index 3) must leave the scores of tokens 4.. unchanged, and change its own
+    older = x.clone()
+    older[..., 3, :] += 1.0
+    changed = bam_scores(older, weights)
+    torch.testing.assert_close(changed[..., 4:], base[..., 4:])
+    assert not torch.allclose(changed[..., :4], base[..., :4])
+    # a newer token (index 8) influences every token up to it
+    newer = x.clone()
+    newer[..., 8, :] += 1.0
+    changed = bam_scores(newer, weights)
+    assert (changed[..., :9] - base[..., :9]).abs().min() > 0
+    torch.testing.assert_close(changed[..., 9:], base[..., 9:])
+
+
+def test_bam_equals_explicit_backward_masked_attention():
+    torch.manual_seed(3)
+    config = NammConfig()
+    w = BamWeights.unflatten(torch.randn(config.num_params) * 0.2, config)
+    x = torch.randn(1, 2, 9, config.feature_dim)
+    q, k, v = (x @ w.w_qkv + w.b_qkv).split(32, dim=-1)
+    logits = q @ k.transpose(-1, -2) / 32**0.5
+    logits = logits.masked_fill(torch.ones(9, 9, dtype=torch.bool).tril(-1), float("-inf"))
+    out = logits.softmax(-1) @ v @ w.w_o + w.b_o
+    hidden = x * (1 + out[..., 25:]) + out[..., :25]
+    torch.testing.assert_close(bam_scores(x, w), (hidden @ w.w_head + w.b_head).squeeze(-1))
+
+
+def test_binary_selection_common_count_per_layer():
+    scores = torch.tensor([[[1.0, -1.0, -2.0, 0.0, -0.5], [-3.0, 2.0, 1.0, -1.0, -4.0]]])
+    idx = binary_selection(scores)
+    # head 0 has 3 negatives (the newest is forced to +inf: 2), head 1 has 3 (newest forced: 2) -> evict 2
+    assert idx.tolist() == [[[0, 3, 4], [1, 2, 4]]]
+    assert binary_selection(torch.zeros(1, 2, 6)) is None
+
+
+def test_zero_namm_parameters_count():
+    assert NammConfig().num_params == 4172
+
+
+@pytest.mark.parametrize("text", ["0", "1.5", "-0.2", "abc", "-3"])
+def test_bad_budgets_are_refused(text):
+    with pytest.raises(ValueError, match="budget"):
+        parse_budget(text)
+
+
+def test_unknown_policy_is_refused():
+    with pytest.raises(ValueError, match="unknown policy 'snapkv'"):
+        make_policy("snapkv")
