@@ -12,7 +12,10 @@ from namm_bench.policies import make_policy
 from namm_bench.policies.base import MemoryPolicy
 
 
-def run_controlled(model, ids, policy, prompt_len, config=ControllerConfig(chunk_size=32, interval=64)):
+SMALL = ControllerConfig(chunk_size=32, interval=64)
+
+
+def run_controlled(model, ids, policy, prompt_len, config=SMALL):
     """Prefill ids[:prompt_len] then teacher-force the rest one token at a time; all logits."""
     cache = DynamicCache(config=model.config)
     controller = MemoryController(policy, config)
