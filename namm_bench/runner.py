@@ -118,10 +118,9 @@ def run_suite(spec: RunSpec) -> Path:
         raise ValueError(f"--limit must be >= 1, got {spec.limit}")
     plan = variants(spec)
     namm = load_namm(spec)
+    adapter = get_adapter(suite.adapter, spec.model, device=spec.device)
     store = ResultsStore(spec.out)
     done = store.done_keys()
-
-    adapter = get_adapter(suite.adapter, spec.model, device=spec.device)
     max_prompt = adapter.max_prompt_tokens(ANSWER_RESERVE)
     examples = [
         ex for task in tasks for ex in suite.examples(task, adapter.count_tokens, max_prompt, spec.seed, spec.limit)

@@ -1,0 +1,141 @@
+"""End to end through the CLI on a tiny local model: results, resume, SIGKILL, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from namm_bench.cli import main
+from suites.base import TextExample
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+
+
+def cli(*args, check=True):
+    proc = subprocess.run([sys.executable, "-m", "namm_bench", *args], capture_output=True, text=True, env=ENV)
+    if check:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def rows(out):
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+def key(r):
+    return (r["task"], r["example_id"], r["policy"], r["budget"], r["protocol"])
+
+
+def test_run_report_and_resume(tiny_model_dir, tmp_path):
+    out = tmp_path / "run"
+    common = ["run", "synthetic", "--model", str(tiny_model_dir), "--tasks", "passkey_1k", "--out", str(out)]
+    cli(*common, "--limit", "2")
+    first = rows(out)
+    assert len(first) == 2 * 3
+    for r in first:
+        assert {
+            "suite",
+            "task",
+            "example_id",
+            "model",
+            "policy",
+            "budget",
+            "protocol",
+            "score",
+            "cache_fraction",
+        } <= set(r)
+        assert {"peak_kv_bytes", "tokens", "seconds", "prediction", "truncated_tokens"} <= set(r)
+        assert r["tokens"] <= 512  # sized to the tiny model's context
+    by_policy = {r["policy"]: r for r in first if r["example_id"].endswith("0")}
+    assert by_policy["full"]["cache_fraction"] == 1.0
+    assert abs(by_policy["h2o"]["cache_fraction_prompt"] - 0.25) < 0.01
+    cli(*common, "--limit", "3")
+    second = rows(out)
+    assert second[: len(first)] == first and len(second) == 3 * 3
+    assert len({key(r) for r in second}) == len(second)
+    cli("report", str(out))
+    assert "| passkey_1k |" in (out / "report.md").read_text()
+    assert (out / "report.csv").read_text().count("passkey_1k") == 3
+
+
+def test_sigkill_mid_run_then_rerun_gives_each_row_once(tiny_model_dir, tmp_path):
+    out = tmp_path / "killed"
+    args = [sys.executable, "-m", "namm_bench", "run", "synthetic", "--model", str(tiny_model_dir)]
+    args += ["--tasks", "passkey_1k,needle_1k", "--limit", "4", "--out", str(out)]
+    proc = subprocess.Popen(args, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    results = out / "results.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (results.exists() and results.read_text().count("\n") >= 2):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    killed_at = len(results.read_text().splitlines())
+    assert killed_at < 2 * 4 * 3, "the run finished before it was killed"
+    subprocess.run(args, env=ENV, check=True, capture_output=True)
+    final = rows(out)  # every line parses
+    assert len(final) == 2 * 4 * 3
+    assert len({key(r) for r in final}) == len(final)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "nosuch"], "unknown suite 'nosuch'"),
+        (["run", "synthetic", "--tasks", "passkey_3k"], "unknown task(s) passkey_3k"),
+        (["run", "synthetic", "--policies", "full,snapkv"], "unknown policy 'snapkv'"),
+        (["run", "synthetic", "--budget", "1.5"], "budget ratio must be in (0, 1]"),
+        (["run", "synthetic", "--budget", "0"], "budget token count must be >= 1"),
+        (["run", "synthetic", "--policies", "full,namm"], "no trained NAMM ships"),
+        (["run", "synthetic", "--budget", "match"], "add namm to --policies"),
+        (["run", "synthetic", "--model", "/no/such/model"], "model path /no/such/model does not exist"),
+        (["run", "synthetic", "--limit", "0"], "--limit must be >= 1"),
+        (["report", "/no/such/dir"], "no results"),
+    ],
+)
+def test_bad_input_gets_one_clear_error(args, message, tmp_path, capsys):
+    out = tmp_path / "out"
+    if args[0] == "run":
+        args = [*args, "--out", str(out)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("error:") == 1
+    assert not (out / "results.jsonl").exists()
+
+
+def test_unknown_adapter():
+    from namm_bench.adapters import get_adapter
+
+    with pytest.raises(ValueError, match="unknown adapter 'gpt9'"):
+        get_adapter("gpt9")
+
+
+def test_corrupt_results_file_is_refused_and_left_alone(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "corrupt"
+    out.mkdir()
+    content = '{"suite": "synthetic"\n{"also": "broken"}\n'
+    (out / "results.jsonl").write_text(content)
+    code = main(["run", "synthetic", "--model", str(tiny_model_dir), "--tasks", "passkey_1k", "--out", str(out)])
+    assert code == 2
+    assert "results.jsonl" in capsys.readouterr().err
+    assert (out / "results.jsonl").read_text() == content
+
+
+def test_prompt_longer_than_the_context_is_middle_truncated_and_recorded(tiny_model_dir):
+    from namm_bench.adapters import get_adapter
+    from namm_bench.controller import ControllerConfig
+    from namm_bench.policies import make_policy
+
+    adapter = get_adapter("llama", str(tiny_model_dir))
+    head, tail = "The grass is green. " * 200, "The sky is blue. " * 200
+    example = TextExample("t", "t-0", head + tail, "What is the pass key?", "1", max_new_tokens=8)
+    prompt = adapter.build_prompt(example)
+    assert prompt.truncated_tokens > 0
+    assert prompt.ids.shape[1] + 8 <= adapter.max_context
+    text = adapter.tokenizer.decode(prompt.ids[0])
+    assert text.count("grass") > 20 and text.count("sky") > 20 and "pass key" in text  # both ends kept
+    generation = adapter.generate(example, make_policy("full"), ControllerConfig())
+    assert generation.prompt.truncated_tokens == prompt.truncated_tokens
