@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from namm_bench.suites.base import TextExample
 
 from namm_bench.controller import ControllerConfig, MemoryController
 from namm_bench.policies.base import MemoryPolicy
+from namm_bench.suites.base import TextExample
 
 log = logging.getLogger(__name__)
 

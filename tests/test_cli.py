@@ -10,7 +10,7 @@ import time
 import pytest
 
 from namm_bench.cli import main
-from suites.base import TextExample
+from namm_bench.suites.base import TextExample
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
 

@@ -11,7 +11,6 @@ from namm_bench.controller import ControllerConfig, MemoryController
 from namm_bench.policies import make_policy
 from namm_bench.policies.base import MemoryPolicy
 
-
 SMALL = ControllerConfig(chunk_size=32, interval=64)
 
 
