@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -194,6 +193,3 @@ def _base_row(spec: RunSpec, suite: str, model: str, ex: Any, variant: Variant) 
         "code_version": code_version(),
     }
 
-
-def iter_rows(out: Path) -> Iterator[dict[str, Any]]:
-    yield from ResultsStore(out).rows()
