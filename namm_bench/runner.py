@@ -192,4 +192,3 @@ def _base_row(spec: RunSpec, suite: str, model: str, ex: Any, variant: Variant) 
         "seed": spec.seed,
         "code_version": code_version(),
     }
-

@@ -13,11 +13,8 @@ from namm_bench.policies import make_policy
 
 def sample_checkpoint() -> NammCheckpoint:
     torch.manual_seed(0)
-    ckpt = NammCheckpoint.zeros()
-    ckpt.params = torch.randn(4172)
-    ckpt.stats = RunningStats(mean=torch.rand(17), var=torch.rand(17) + 0.1, count=1234)
-    ckpt.provenance = {"tasks": ["passkey_2k"], "generations": 3}
-    return ckpt
+    stats = RunningStats(mean=torch.rand(17), var=torch.rand(17) + 0.1, count=1234)
+    return NammCheckpoint(torch.randn(4172), stats, provenance={"tasks": ["passkey_2k"], "generations": 3})
 
 
 def test_own_format_round_trip(tmp_path):

@@ -125,3 +125,15 @@ def test_namm_with_random_parameters_evicts_with_a_common_count_per_layer(model,
     assert controller.stats.cache_fraction < 1.0
     newest = controller.positions(0)[0, :, -1]
     assert newest.tolist() == [199, 199]  # the newest token is always kept
+    # empty statistics were pooled online: every layer, KV head and cached token at each call
+    assert ckpt.stats.count > 3 * 2 * 64 and not ckpt.stats_frozen
+
+
+def test_namm_shipped_statistics_stay_frozen(model, ids):
+    from namm_bench.namm.checkpoint import NammCheckpoint
+    from namm_bench.namm.features import RunningStats
+
+    stats = RunningStats(mean=torch.full((17,), 0.01), var=torch.full((17,), 1e-4), count=10)
+    ckpt = NammCheckpoint(torch.randn(4172) * 0.5, stats)
+    run_controlled(model, ids, make_policy("namm", checkpoint=ckpt), prompt_len=150)
+    assert ckpt.stats.count == 10 and torch.equal(ckpt.stats.mean, torch.full((17,), 0.01))

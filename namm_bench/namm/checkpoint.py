@@ -39,6 +39,12 @@ class NammCheckpoint:
     stats: RunningStats
     config: NammConfig = field(default_factory=NammConfig)
     provenance: dict[str, Any] = field(default_factory=dict)
+    stats_frozen: bool | None = None
+    """Whether the statistics are fixed; by default, when they hold data at creation."""
+
+    def __post_init__(self) -> None:
+        if self.stats_frozen is None:
+            self.stats_frozen = self.stats.count > 0
 
     def validate(self, source: str) -> None:
         n = self.config.num_params

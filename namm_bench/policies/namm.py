@@ -26,8 +26,9 @@ class NAMM(MemoryPolicy):
     Parameters
     ----------
     checkpoint
-        Parameters and normalisation statistics. Statistics with a zero count are accumulated
-        online from the features seen (the reference's running statistics); otherwise frozen.
+        Parameters and normalisation statistics. Statistics the checkpoint ships are frozen;
+        empty ones are pooled online from the features seen (the reference's running statistics),
+        shared by every policy built from the same checkpoint.
     """
 
     checkpoint: NammCheckpoint = field(default_factory=NammCheckpoint.zeros)
@@ -39,7 +40,8 @@ class NAMM(MemoryPolicy):
         self.checkpoint.validate("NAMM parameters")
         self._weights = BamWeights.unflatten(self.checkpoint.params, self.checkpoint.config)
         self._stats = self.checkpoint.stats
-        self._update_stats = self._stats.count == 0
+        # Decided once per checkpoint: statistics it shipped stay frozen; empty ones keep pooling.
+        self._update_stats = not self.checkpoint.stats_frozen
         self._spectrogram = AttentionSpectrogram(self.checkpoint.config.ema_coeff)
         self._states: list[SpectrogramState | None] = []
 
