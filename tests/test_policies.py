@@ -62,6 +62,9 @@ def test_l2_skips_layers_and_spends_their_share_on_the_others():
     idx = policy.select(5, keys, keys, None, tokens_seen=100)
     # whole cache: 2 layers x 100 + 8 layers x k = 10 layers x 25  ->  k = 6
     assert idx.shape[-1] == 6
+    # the share is computed from tokens seen, not from what this layer still holds
+    short = keys[:, :, :30]
+    assert policy.select(5, short, short, None, tokens_seen=100).shape[-1] == 6
     assert L2Norm(budget=Budget(ratio=0.25), min_length=200).select(5, keys, keys, None, 100) is None
 
 

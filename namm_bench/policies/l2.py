@@ -46,7 +46,8 @@ class L2Norm(MemoryPolicy):
         n = keys.shape[2]
         if layer in self.skip_layers or n < self.min_length:
             return None
-        keep = self.budget.keep(tokens_seen, n)
+        # the whole-cache average per layer, before this layer's own length caps it
+        keep = self.budget.keep(tokens_seen, tokens_seen)
         skipped = sum(1 for i in set(self.skip_layers) if 0 <= i < self._num_layers)
         if skipped:
             pruned = self._num_layers - skipped
