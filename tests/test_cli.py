@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from namm_bench.budget import Budget
 from namm_bench.cli import main
 from namm_bench.suites.base import TextExample
 
@@ -139,3 +140,20 @@ def test_prompt_longer_than_the_context_is_middle_truncated_and_recorded(tiny_mo
     assert text.count("grass") > 20 and text.count("sky") > 20 and "pass key" in text  # both ends kept
     generation = adapter.generate(example, make_policy("full"), ControllerConfig())
     assert generation.prompt.truncated_tokens == prompt.truncated_tokens
+
+
+def test_prompt_splits_where_the_question_starts(tiny_model_dir):
+    from namm_bench.adapters import get_adapter
+    from namm_bench.controller import ControllerConfig
+    from namm_bench.policies import make_policy
+
+    adapter = get_adapter("llama", str(tiny_model_dir))
+    example = TextExample("t", "t-0", "The grass is green. " * 30, "\nWhat is the pass key?", "1", max_new_tokens=4)
+    prompt = adapter.build_prompt(example)
+    ids = prompt.ids[0].tolist()
+    assert "pass key" not in adapter.tokenizer.decode(ids[: prompt.question_start])
+    assert "What is the pass key?" in adapter.tokenizer.decode(ids[prompt.question_start - 1 :])
+    config = ControllerConfig(protocol="post-prefill-context")
+    generation = adapter.generate(example, make_policy("h2o", Budget(ratio=0.25)), config)
+    calls = generation.controller.stats.calls
+    assert [c["tokens_seen"] for c in calls] == [prompt.question_start]
