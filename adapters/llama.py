@@ -177,12 +177,13 @@ class LlamaAdapter:
             log.info("%s: prompt middle-truncated by %d tokens", example.example_id, truncated)
         ids = self._chat_ids(user_text)
         if len(ids) + example.max_new_tokens > self.max_context:  # re-tokenising may add a few tokens
-            ids = ids[: self.max_context - example.max_new_tokens]
-        return Prompt(torch.tensor([ids], device=self.device), self._question_start(ids, example), truncated)
+            ids = middle_truncate(ids, self.max_context - example.max_new_tokens)
+        context_text = user_text[: len(user_text) - len(example.question)]
+        return Prompt(torch.tensor([ids], device=self.device), self._question_start(ids, context_text), truncated)
 
-    def _question_start(self, ids: list[int], example: TextExample) -> int:
+    def _question_start(self, ids: list[int], context_text: str) -> int:
         """Index of the first token of the question: the rest after the longest shared prefix."""
-        context_only = self._chat_ids(example.context)
+        context_only = self._chat_ids(context_text)
         shared = 0
         for a, b in zip(ids, context_only, strict=False):
             if a != b:
