@@ -65,8 +65,7 @@ NEEDLE_INSTRUCTION = (
 )
 NEEDLE_SENTENCE = "The special magic number for {key} is: {answer}."
 NEEDLE_QUESTION = (
-    "\n\nWhat is the special magic number for {key} mentioned in the provided text? "
-    "Answer with the number only."
+    "\n\nWhat is the special magic number for {key} mentioned in the provided text? Answer with the number only."
 )
 NEEDLE_ADJECTIVES = (
     "amber", "brave", "calm", "dusty", "eager", "fuzzy", "gentle", "hollow", "icy", "jolly",
@@ -131,7 +130,10 @@ class SyntheticSuite:
     2023 ("Lost in the Middle"). Tasks are named ``<kind>_<length>``, e.g. ``passkey_2k``.
 
     The metric is exact match on the first answer-shaped string in the prediction: the first
-    run of digits for ``passkey`` and ``needle``, the first UUID (case-insensitive) for ``kv``.
+    run of digits for ``passkey`` and ``needle``, the first UUID (case-insensitive) for ``kv``,
+    skipping the asked key, which models tend to restate before the value. ``max_new_tokens``
+    leaves room for such a restatement ("The value of key "<k>" is "<v>"." is ~77 tokens in
+    SmolLM2's tokenizer).
     """
 
     name = "synthetic"
@@ -285,8 +287,7 @@ def _fit(
     context, tokens = measure(0)
     if tokens > target:
         raise ValueError(
-            f"max_prompt_tokens={target} is too small: the instruction, needles and question alone "
-            f"take {tokens} tokens"
+            f"max_prompt_tokens={target} is too small: the instruction, needles and question alone take {tokens} tokens"
         )
     # Estimate: add filler until the cached sentence counts fill the gap.
     n, budget = 0, target - tokens
