@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -49,6 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="write DIR/report.md and DIR/report.csv from DIR/results.jsonl")
     rep.add_argument("dir", type=Path)
 
+    evo = sub.add_parser("evolve", help="evolve a NAMM with CMA-ES (torchrun spreads the population over ranks)")
+    evo.add_argument("config", type=Path, help="evolution config (TOML), e.g. configs/evolution/smollm2.toml")
+    evo.add_argument("--out", type=Path, required=True, help="run directory: state, logs, fitness.png")
+    evo.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
+    evo.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda when available)")
+
+    exp = sub.add_parser("export", help="write a run's CMA-ES mean as a NAMM checkpoint (safetensors + JSON)")
+    exp.add_argument("run_dir", type=Path)
+    exp.add_argument("--to", type=Path, default=None, help="checkpoint directory (default RUN_DIR/namm)")
+
     sub.add_parser("list", help="list suites, tasks, policies and adapters")
     return parser
 
@@ -61,20 +72,47 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
         if args.command == "report":
             return _report(args.dir)
+        if args.command == "evolve":
+            return _evolve(args)
+        if args.command == "export":
+            return _export(args)
         return _list()
     except (ValueError, OSError) as err:
         print(f"namm-bench: error: {err}", file=sys.stderr)
         return 2
 
 
+def _device(name: str) -> str:
+    if name != "auto":
+        return name
+    import torch
+
+    if not torch.cuda.is_available():
+        return "cpu"
+    local_rank = os.environ.get("LOCAL_RANK")  # under torchrun, one GPU per rank
+    return f"cuda:{local_rank}" if local_rank is not None else "cuda"
+
+
+def _evolve(args: argparse.Namespace) -> int:
+    from .evolution.trainer import evolve
+
+    out = evolve(args.config, args.out, resume=args.resume, device=_device(args.device))
+    print(f"run: {out}  (log: {out / 'log.csv'}, plot: {out / 'fitness.png'}; checkpoint: namm-bench export {out})")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .evolution.trainer import export
+
+    path = export(args.run_dir, args.to)
+    print(f"wrote {path / 'namm.safetensors'} and {path / 'namm.json'}")
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     from .runner import RunSpec, run_suite
 
-    device = args.device
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = _device(args.device)
     spec = RunSpec(
         suite=args.suite,
         out=args.out,

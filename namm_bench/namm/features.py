@@ -156,3 +156,14 @@ def recency_embedding(age: torch.Tensor, dims: int = 8, max_freq: float = 50000.
     freqs = max_freq ** (-torch.arange(half, device=age.device, dtype=torch.float32) / half)
     angles = age.float()[..., None] * freqs
     return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
+
+
+def token_features(
+    ema: torch.Tensor, positions: torch.Tensor, stats: RunningStats, recency_dims: int, max_freq: float
+) -> torch.Tensor:
+    """The NAMM's per-token input (reference section 2.6): [recency embedding, normalised EMA].
+
+    ``ema`` (..., N, 17) and ``positions`` (..., N); a token's age counts from the newest entry.
+    """
+    age = positions[..., -1:] - positions
+    return torch.cat([recency_embedding(age, recency_dims, max_freq), stats.normalise(ema)], dim=-1)

@@ -46,6 +46,9 @@ class BamWeights:
     w_head: torch.Tensor
     b_head: torch.Tensor
 
+    def to(self, device: torch.device | str) -> BamWeights:
+        return BamWeights(**{k: v.to(device) for k, v in vars(self).items()})
+
     @classmethod
     def unflatten(cls, params: torch.Tensor, config: NammConfig) -> BamWeights:
         if params.ndim != 1 or params.numel() != config.num_params:

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from ..namm.checkpoint import NammCheckpoint
-from ..namm.features import AttentionSpectrogram, SpectrogramState, recency_embedding
+from ..namm.features import AttentionSpectrogram, SpectrogramState, token_features
 from ..namm.scorer import BamWeights, bam_scores, binary_selection
 from .base import MemoryPolicy
 
@@ -63,11 +63,9 @@ class NAMM(MemoryPolicy):
         ema = self._states[layer].ema
         if self._update_stats:
             self._stats.merge(ema)
-        spectral = self._stats.normalise(ema)
-        age = positions[..., -1:] - positions
         cfg = self.checkpoint.config
-        features = torch.cat([recency_embedding(age, cfg.recency_dims, cfg.recency_max_freq), spectral], dim=-1)
-        w = self._weights if self._weights.w_qkv.device == ema.device else _to(self._weights, ema.device)
+        features = token_features(ema, positions, self._stats, cfg.recency_dims, cfg.recency_max_freq)
+        w = self._weights if self._weights.w_qkv.device == ema.device else self._weights.to(ema.device)
         return bam_scores(features, w)
 
     def select(self, layer, keys, values, positions, tokens_seen):
@@ -80,7 +78,3 @@ class NAMM(MemoryPolicy):
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "provenance": self.checkpoint.provenance, "stats_count": self._stats.count}
-
-
-def _to(w: BamWeights, device: torch.device) -> BamWeights:
-    return BamWeights(**{k: v.to(device) for k, v in vars(w).items()})

@@ -1,0 +1,141 @@
+"""The evolution run's configuration: a TOML file, validated before anything runs."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..namm.scorer import NammConfig
+
+FITNESS_MODES = ("fast", "paper")
+
+
+class ConfigError(ValueError):
+    """An evolution config that cannot run, named with the offending key."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Tasks evaluated for ``generations`` generations; later stages add tasks (paper section 5.3)."""
+
+    tasks: tuple[str, ...]
+    generations: int
+
+
+@dataclass(frozen=True)
+class EvolutionConfig:
+    """Everything that fixes an evolution trajectory.
+
+    Parameters
+    ----------
+    stages
+        Incremental stages, run back to back without resetting the CMA-ES state.
+    population, sigma0, elite_ratio
+        CMA-ES settings (paper: 32, 0.065, 0.5).
+    fitness
+        ``fast`` (one full-cache prefill per example, members applied as masks, teacher-forced
+        likelihood of the gold answer) or ``paper`` (streaming protocol, generated answers scored
+        by the task metric).
+    pool_per_task, examples_per_task, pool_seed
+        Each task draws a fixed pool of examples (suite seed ``pool_seed``, kept away from the
+        evaluation seeds); every generation samples ``examples_per_task`` of them, the same for
+        all members.
+    member_batch
+        Members scored together in one forward (``fast``). Batches are fixed before they are
+        spread over ranks, so any number of ranks computes the same numbers.
+    sparsity_target, sparsity_weight
+        Fitness minus ``sparsity_weight * max(0, cache_fraction - sparsity_target)``. The paper's
+        released runs use no such term (its ``SparsityAuxiliaryLoss`` is off); without one nothing
+        rewards eviction on tasks where the full cache is best. Weight 0 turns it off.
+    """
+
+    stages: tuple[Stage, ...]
+    model: str | None = None
+    suite: str = "synthetic"
+    seed: int = 0
+    population: int = 32
+    sigma0: float = 0.065
+    elite_ratio: float = 0.5
+    fitness: str = "fast"
+    pool_per_task: int = 32
+    examples_per_task: int = 8
+    pool_seed: int = 1000
+    member_batch: int = 8
+    sparsity_target: float = 0.5
+    sparsity_weight: float = 0.0
+    interval: int = 512
+    chunk_size: int = 128
+    namm: NammConfig = field(default_factory=NammConfig)
+
+    @property
+    def total_generations(self) -> int:
+        return sum(s.generations for s in self.stages)
+
+    def stage_at(self, generation: int) -> tuple[int, Stage]:
+        """The stage that generation ``generation`` (0-based) belongs to."""
+        end = 0
+        for i, stage in enumerate(self.stages):
+            end += stage.generations
+            if generation < end:
+                return i, stage
+        return len(self.stages) - 1, self.stages[-1]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["stages"] = [{"tasks": list(s.tasks), "generations": s.generations} for s in self.stages]
+        d["namm"] = self.namm.to_dict()
+        d["model"] = self.model or ""
+        return d
+
+    def validate(self, known_tasks: list[str]) -> None:
+        """Raise ``ConfigError`` for a config that cannot run on a suite with ``known_tasks``."""
+        if self.population < 2:
+            raise ConfigError(f"population must be at least 2, got {self.population}")
+        if not 0 < self.elite_ratio <= 1 or int(self.population * self.elite_ratio) < 1:
+            raise ConfigError(f"elite_ratio {self.elite_ratio} leaves no parents in a population of {self.population}")
+        if self.sigma0 <= 0:
+            raise ConfigError(f"sigma0 must be positive, got {self.sigma0}")
+        if self.fitness not in FITNESS_MODES:
+            raise ConfigError(f"unknown fitness mode {self.fitness!r}; known: {', '.join(FITNESS_MODES)}")
+        if not 1 <= self.examples_per_task <= self.pool_per_task:
+            raise ConfigError(
+                f"examples_per_task ({self.examples_per_task}) must be between 1 and pool_per_task "
+                f"({self.pool_per_task})"
+            )
+        if self.member_batch < 1:
+            raise ConfigError(f"member_batch must be positive, got {self.member_batch}")
+        if not self.stages:
+            raise ConfigError("the config has no [[stages]]")
+        for i, stage in enumerate(self.stages):
+            if stage.generations < 1:
+                raise ConfigError(f"stage {i + 1}: generations must be positive, got {stage.generations}")
+            if not stage.tasks:
+                raise ConfigError(f"stage {i + 1} has no tasks")
+            unknown = [t for t in stage.tasks if t not in known_tasks]
+            if unknown:
+                raise ConfigError(f"stage {i + 1}: unknown task(s) {', '.join(unknown)} for suite {self.suite!r}")
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "config") -> EvolutionConfig:
+    raw = dict(raw)
+    try:
+        stages = tuple(Stage(tuple(s["tasks"]), int(s["generations"])) for s in raw.pop("stages", []))
+        namm = NammConfig(**raw.pop("namm", {}))
+        if raw.get("model") == "":
+            raw["model"] = None
+        return EvolutionConfig(stages=stages, namm=namm, **raw)
+    except (TypeError, KeyError) as err:
+        raise ConfigError(f"{source}: {err}") from err
+
+
+def load_config(path: str | Path) -> EvolutionConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"evolution config {path} does not exist")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"evolution config {path} is not valid TOML: {err}") from err
+    return config_from_dict(raw, str(path))

@@ -1,0 +1,222 @@
+"""Per-example member scores for the two fitness modes.
+
+``fast``: each example's context is prefilled once with the full cache (SDPA-free: the NAMM's
+spectrogram needs attention probabilities), keeping its KV cache and the parameter-free part of
+the NAMM's features (the EMA spectrogram). A member's BAM scores select, per layer, what stays;
+the kept entries are gathered per member, the members are stacked into one batch (padding
+masked), and the question plus the gold answer run teacher-forced on top. The score is the
+geometric mean probability of the gold answer tokens. One eviction at the end of the context
+stands in for the streaming calls, so it is an approximation of ``paper``; the docs report how
+well the two rank members alike.
+
+``paper``: the paper's fitness, ``namm-reference.md`` section 5.2: each member runs the streaming
+protocol (a NAMM call every ``interval`` tokens) and its greedy answer is scored by the task
+metric.
+
+Both return, per member, a score in [0, 1] and the retained-cache fraction, and compute the
+full-cache score of every example once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..controller import ControllerConfig, MemoryController
+from ..namm.checkpoint import NammCheckpoint
+from ..namm.features import AttentionSpectrogram, RunningStats, SpectrogramState, token_features
+from ..namm.scorer import BamWeights, NammConfig, bam_scores, binary_selection
+from ..policies.base import MemoryPolicy, gather_tokens
+from ..policies.full import FullCache
+from ..policies.namm import NAMM
+
+
+class SpectrogramRecorder(MemoryPolicy):
+    """Keeps every token and records the NAMM's EMA spectrogram of the attention they received."""
+
+    name = "spectrogram-recorder"
+    needs_attention = True
+
+    def __init__(self, ema_coeff: float) -> None:
+        self.spectrogram = AttentionSpectrogram(ema_coeff)
+        self.states: list[SpectrogramState | None] = []
+
+    def reset(self, num_layers: int) -> None:
+        self.states = [None] * num_layers
+
+    def observe(self, layer: int, attention: torch.Tensor) -> None:
+        if self.states[layer] is None:
+            self.states[layer] = SpectrogramState.empty(*attention.shape[:2], attention.device)
+        state = self.states[layer]
+        state.grow(attention.shape[-1] - state.length)
+        self.spectrogram.update(state, attention)
+
+
+@dataclass
+class Prefilled:
+    """One example's full-cache context, ready for any number of members."""
+
+    keys: list[torch.Tensor]  # per layer (1, H, N, d)
+    values: list[torch.Tensor]
+    ema: torch.Tensor  # (L, H, N, 17) raw EMA spectrogram at the end of the context
+    tail: torch.Tensor  # (1, T) question, chat suffix, gold answer
+    answer_from: int  # index in ``tail`` of the first gold answer token
+    full_score: float = 0.0
+
+    @property
+    def length(self) -> int:
+        return self.ema.shape[2]
+
+
+def _selections(ex: Prefilled, params: torch.Tensor, stats: RunningStats, cfg: NammConfig) -> list[list]:
+    """Per member, per layer: indices to keep (1, H, K) or None (keep all)."""
+    num_layers, heads, n = ex.ema.shape[:3]
+    positions = torch.arange(n, device=ex.ema.device).expand(num_layers, heads, n)
+    features = token_features(ex.ema, positions, stats, cfg.recency_dims, cfg.recency_max_freq)
+    out = []
+    for p in params:
+        scores = bam_scores(features, BamWeights.unflatten(p, cfg).to(features.device))  # (L, H, N)
+        out.append([binary_selection(scores[i : i + 1]) for i in range(num_layers)])
+    return out
+
+
+class FastFitness:
+    """Teacher-forced gold-answer likelihood under each member's one-shot eviction."""
+
+    mode = "fast"
+
+    def __init__(self, adapter, suite, config) -> None:
+        self.adapter, self.suite, self.config = adapter, suite, config
+        self._prefilled: dict[str, Prefilled] = {}
+        self._masks: list[torch.Tensor] = []
+
+    @torch.inference_mode()
+    def prepare(self, example) -> tuple[torch.Tensor, float]:
+        """Prefill ``example`` (once); return its raw EMA features and its full-cache score."""
+        if example.example_id not in self._prefilled:
+            self._prefilled[example.example_id] = self._prefill(example)
+        ex = self._prefilled[example.example_id]
+        return ex.ema, ex.full_score
+
+    def _prefill(self, example) -> Prefilled:
+        from transformers import DynamicCache
+
+        adapter, cfg = self.adapter, self.config
+        prompt = adapter.build_prompt(example)
+        context = prompt.question_start
+        cache = DynamicCache(config=adapter.model.config)
+        recorder = SpectrogramRecorder(cfg.namm.ema_coeff)
+        controller = MemoryController(recorder, ControllerConfig(cfg.chunk_size, cfg.interval, "streaming", False))
+
+        def forward(start: int, end: int) -> None:
+            adapter.model(
+                input_ids=prompt.ids[:, start:end],
+                position_ids=torch.arange(start, end, device=adapter.device)[None],
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
+
+        with controller.attach(adapter.model, cache, adapter.attention_modules()):
+            controller.prefill(forward, context)
+        answer = adapter.tokenizer.encode(example.answer, add_special_tokens=False)
+        tail = torch.cat([prompt.ids[:, context:], torch.tensor([answer], device=adapter.device)], dim=1)
+        ex = Prefilled(
+            keys=[layer.keys for layer in cache.layers],
+            values=[layer.values for layer in cache.layers],
+            ema=torch.cat([s.ema for s in recorder.states]),
+            tail=tail,
+            answer_from=tail.shape[1] - len(answer),
+        )
+        ex.full_score = float(self._forward(ex, [[None] * len(ex.keys)])[0][0])
+        return ex
+
+    @torch.inference_mode()
+    def members(self, example, params: torch.Tensor, stats: RunningStats) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores and cache fractions (M,) of the members ``params`` (M, P), in one batch."""
+        ex = self._prefilled[example.example_id]
+        return self._forward(ex, _selections(ex, params, stats, self.config.namm))
+
+    def _forward(self, ex: Prefilled, selections: list[list]) -> tuple[torch.Tensor, torch.Tensor]:
+        from transformers import DynamicCache
+
+        model, device = self.adapter.model, self.adapter.device
+        m, n, t = len(selections), ex.length, ex.tail.shape[1]
+        cache = DynamicCache(config=model.config)
+        self._masks, kept = [], torch.zeros(m)
+        for layer, (keys, values) in enumerate(zip(ex.keys, ex.values, strict=True)):
+            heads = keys.shape[1]
+            lengths = [n if sel[layer] is None else sel[layer].shape[-1] for sel in selections]
+            width = max(lengths)
+            idx = torch.zeros(m, heads, width, dtype=torch.long, device=device)
+            mask = torch.zeros(m, 1, t, width + t, dtype=model.dtype, device=device)
+            for i, sel in enumerate(selections):
+                idx[i, :, : lengths[i]] = torch.arange(n, device=device) if sel[layer] is None else sel[layer][0]
+                mask[i, :, :, lengths[i] : width] = torch.finfo(mask.dtype).min  # padding
+                kept[i] += lengths[i]
+            causal = torch.ones(t, t, dtype=torch.bool, device=device).triu(1)
+            mask[..., width:].masked_fill_(causal, torch.finfo(mask.dtype).min)
+            self._masks.append(mask)
+            cache.update(
+                gather_tokens(keys.expand(m, -1, -1, -1), idx), gather_tokens(values.expand(m, -1, -1, -1), idx), layer
+            )
+        previous = model.config._attn_implementation
+        model.set_attn_implementation("sdpa")
+        hooks = [
+            a.register_forward_pre_hook(self._mask_hook, with_kwargs=True) for a in self.adapter.attention_modules()
+        ]
+        try:
+            logits = model(
+                input_ids=ex.tail.expand(m, t),
+                position_ids=torch.arange(n, n + t, device=device).expand(m, t),
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=t - ex.answer_from + 1,
+            ).logits[:, :-1]
+        finally:
+            for h in hooks:
+                h.remove()
+            model.set_attn_implementation(previous)
+        answer = ex.tail[:, ex.answer_from :].expand(m, -1)
+        logp = F.log_softmax(logits.float(), dim=-1).gather(-1, answer[..., None]).squeeze(-1)
+        return logp.mean(dim=1).exp().cpu(), kept / (len(ex.keys) * n)
+
+    def _mask_hook(self, module, args, kwargs):
+        kwargs["attention_mask"] = self._masks[module.layer_idx]
+        return args, kwargs
+
+
+class PaperFitness:
+    """The paper's fitness: streaming protocol, generated answers, the task metric."""
+
+    mode = "paper"
+
+    def __init__(self, adapter, suite, config) -> None:
+        self.adapter, self.suite, self.config = adapter, suite, config
+        self._prepared: dict[str, tuple[torch.Tensor, float]] = {}
+        self._fast = FastFitness(adapter, suite, config)
+        self._controller = ControllerConfig(config.chunk_size, config.interval, "streaming")
+
+    @torch.inference_mode()
+    def prepare(self, example) -> tuple[torch.Tensor, float]:
+        """Full-cache answer score, and the context's raw EMA features (for the statistics)."""
+        if example.example_id not in self._prepared:
+            gen = self.adapter.generate(example, FullCache(), self._controller)
+            ema = self._fast._prefill(example).ema
+            self._prepared[example.example_id] = (ema, self.suite.score(example, gen.text))
+        return self._prepared[example.example_id]
+
+    @torch.inference_mode()
+    def members(self, example, params: torch.Tensor, stats: RunningStats) -> tuple[torch.Tensor, torch.Tensor]:
+        scores, fractions = [], []
+        for p in params:
+            ckpt = NammCheckpoint(params=p.float().cpu(), stats=stats, config=self.config.namm, stats_frozen=True)
+            gen = self.adapter.generate(example, NAMM(checkpoint=ckpt), self._controller)
+            scores.append(self.suite.score(example, gen.text))
+            fractions.append(gen.controller.stats.cache_fraction)
+        return torch.tensor(scores), torch.tensor(fractions)
+
+
+FITNESS = {"fast": FastFitness, "paper": PaperFitness}

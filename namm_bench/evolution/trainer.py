@@ -1,0 +1,317 @@
+"""The evolution loop: CMA-ES over NAMM parameters, one generation at a time, resumable.
+
+Per generation (``namm-reference.md`` section 5): sample the stage's examples (the same for
+every member), ask CMA-ES for a population, score every member and the current mean on every
+example (members spread over ranks in fixed batches), turn scores into fitness (mean over tasks
+of score / full-cache score, minus the optional sparsity term), tell CMA-ES, then write the
+whole state atomically. The normalisation statistics are pooled from the full-cache features of
+generation 0's examples and frozen from then on (the reference freezes them after iteration 0);
+they do not depend on any member, so every rank computes the same ones.
+
+Run directory: ``config.json`` (the config, checked on ``--resume``), ``state.pkl`` (CMA-ES,
+NumPy generator, statistics, log; replaced atomically every generation), ``log.jsonl`` and
+``log.csv`` (one row per generation), ``fitness.png``, and ``namm/`` after ``export``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import pickle
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..namm.checkpoint import NammCheckpoint, save_checkpoint
+from ..namm.features import RunningStats
+from .cmaes import CMAES
+from .config import ConfigError, EvolutionConfig, load_config
+from .distributed import World, barrier, broadcast, close_world, init_world, sum_over_ranks
+from .fitness import FITNESS
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.pkl"
+CONFIG_FILE = "config.json"
+STATE_FORMAT = "namm-bench/evolution-state-v1"
+LOG_FIELDS = (
+    "generation",
+    "stage",
+    "tasks",
+    "fitness_mode",
+    "examples",
+    "best",
+    "mean",
+    "mean_solution",
+    "mean_solution_score",
+    "mean_solution_cache_fraction",
+    "population_cache_fraction",
+    "sigma",
+    "seconds",
+)
+
+
+class EvolutionError(ValueError):
+    """A run directory that cannot be started or resumed as asked."""
+
+
+def evolve(config_path: str | Path, out: str | Path, resume: bool = False, device: str = "cpu") -> Path:
+    """Run (or resume) the evolution described by ``config_path`` in the directory ``out``."""
+    from namm_bench.adapters import get_adapter
+    from namm_bench.suites import get_suite
+
+    config = load_config(config_path)
+    suite = get_suite(config.suite)
+    config.validate(suite.tasks())
+    out = Path(out)
+    state = _open_run(out, config, resume)  # everything a user can get wrong is checked before writing
+    world = init_world(device)
+    try:
+        adapter = get_adapter(suite.adapter, config.model, device=device)
+        fitness = FITNESS[config.fitness](adapter, suite, config)
+        pools = _pools(config, suite, adapter)
+        if world.is_main and state is None:
+            out.mkdir(parents=True, exist_ok=True)
+            _write_atomic(out / CONFIG_FILE, json.dumps(config.to_dict(), indent=2).encode())
+        if state is None:
+            cma = CMAES(config.namm.num_params, config.population, config.sigma0, config.elite_ratio, config.seed)
+            state = {"generation": 0, "stats": None, "log": []}
+        else:
+            cma = CMAES.from_state(state["cma"])
+        bar = tqdm(
+            total=config.total_generations,
+            initial=state["generation"],
+            desc="evolve",
+            unit="gen",
+            disable=not world.is_main,
+            dynamic_ncols=True,
+        )
+        while state["generation"] < config.total_generations:
+            row = _generation(state, cma, config, fitness, pools, world, bar)
+            state["log"].append(row)
+            state["generation"] += 1
+            state["cma"] = cma.state()
+            if world.is_main:
+                _save_state(out, state)
+                _write_logs(out, state["log"])
+            barrier(world)
+            bar.update(1)
+            bar.set_postfix(best=f"{row['best']:.3f}", mean_solution=f"{row['mean_solution']:.3f}")
+        bar.close()
+    finally:
+        close_world(world)
+    return out
+
+
+def _generation(state, cma: CMAES, config: EvolutionConfig, fitness, pools, world: World, bar) -> dict[str, Any]:
+    began = time.perf_counter()
+    g = state["generation"]
+    stage_index, stage = config.stage_at(g)
+    rng = np.random.default_rng([config.seed, g])
+    examples = [
+        pools[task][i]
+        for task in stage.tasks
+        for i in sorted(rng.choice(config.pool_per_task, config.examples_per_task, replace=False))
+    ]
+    prepared = []
+    for k, ex in enumerate(examples):
+        bar.set_postfix_str(f"gen {g}: prefill {k + 1}/{len(examples)}")
+        prepared.append(fitness.prepare(ex))
+    if state["stats"] is None:
+        stats = RunningStats.empty()
+        for ema, _ in prepared:
+            stats.merge(ema)
+        state["stats"] = {"mean": stats.mean, "var": stats.var, "count": stats.count}
+    stats = RunningStats(**state["stats"])
+    full = torch.tensor([score for _, score in prepared], dtype=torch.float64)
+
+    population = broadcast(world, torch.from_numpy(cma.ask()))
+    items = torch.cat([population, torch.from_numpy(cma.mean)[None]]).float()  # members, then the mean
+    results = torch.zeros(len(items), len(examples), 2, dtype=torch.float64)
+    batches = [
+        list(range(i, min(i + config.member_batch, len(items)))) for i in range(0, len(items), config.member_batch)
+    ]
+    for b, members in enumerate(batches):
+        if b % world.size != world.rank:
+            continue
+        for k, ex in enumerate(examples):
+            bar.set_postfix_str(f"gen {g}: members {members[0]}-{members[-1]}, example {k + 1}/{len(examples)}")
+            scores, fractions = fitness.members(ex, items[members], stats)
+            results[members, k, 0] = scores.double()
+            results[members, k, 1] = fractions.double()
+    results = sum_over_ranks(world, results)
+    value, perf, fraction = _fitness(results, full, [ex.task for ex in examples], config)
+    cma.tell(population.numpy(), value[:-1].numpy())
+    n = len(population)
+    return {
+        "generation": g,
+        "stage": stage_index + 1,
+        "tasks": ",".join(stage.tasks),
+        "fitness_mode": config.fitness,
+        "examples": len(examples),
+        "best": float(value[:n].max()),
+        "mean": float(value[:n].mean()),
+        "mean_solution": float(value[n]),
+        "mean_solution_score": float(perf[n]),
+        "mean_solution_cache_fraction": float(fraction[n]),
+        "population_cache_fraction": float(fraction[:n].mean()),
+        "sigma": cma.sigma,
+        "seconds": round(time.perf_counter() - began, 2),
+    }
+
+
+def _fitness(results: torch.Tensor, full: torch.Tensor, tasks: list[str], config: EvolutionConfig):
+    """Per item: fitness, normalised score (mean over tasks of S_t / R_t) and cache fraction."""
+    per_task = []
+    for task in dict.fromkeys(tasks):
+        cols = [i for i, t in enumerate(tasks) if t == task]
+        reference = full[cols].mean()
+        if reference <= 0:  # the full cache failed every sampled example: the ratio says nothing
+            log.warning("task %s: full-cache score 0 on this generation's examples; left out of the fitness", task)
+            continue
+        per_task.append(results[:, cols, 0].mean(dim=1) / (reference + 1e-7))
+    perf = torch.stack(per_task).mean(dim=0) if per_task else torch.zeros(len(results), dtype=torch.float64)
+    fraction = results[..., 1].mean(dim=1)
+    value = perf - config.sparsity_weight * (fraction - config.sparsity_target).clamp_min(0)
+    return value, perf, fraction
+
+
+def _pools(config: EvolutionConfig, suite, adapter) -> dict[str, list]:
+    from ..runner import ANSWER_RESERVE
+
+    tasks = dict.fromkeys(t for s in config.stages for t in s.tasks)
+    max_prompt = adapter.max_prompt_tokens(ANSWER_RESERVE)
+    pools = {}
+    for task in tasks:
+        pool = suite.examples(task, adapter.count_tokens, max_prompt, config.pool_seed, config.pool_per_task)
+        if len(pool) < config.pool_per_task:
+            raise ConfigError(
+                f"task {task} yields {len(pool)} examples, fewer than pool_per_task {config.pool_per_task}"
+            )
+        pools[task] = pool
+    return pools
+
+
+# ----------------------------------------------------------------------------- run directory
+def _open_run(out: Path, config: EvolutionConfig, resume: bool) -> dict[str, Any] | None:
+    """The saved state to resume from, or None for a fresh run; refuses what would overwrite a run."""
+    state_path = out / STATE_FILE
+    if not resume:
+        if state_path.exists() or (out / CONFIG_FILE).exists():
+            raise EvolutionError(f"{out} already holds an evolution run: pass --resume, or choose another --out")
+        return None
+    if not (out / CONFIG_FILE).is_file():
+        raise EvolutionError(f"--resume: {out} holds no evolution run ({CONFIG_FILE} missing)")
+    stored = json.loads((out / CONFIG_FILE).read_text())
+    if stored != json.loads(json.dumps(config.to_dict())):
+        changed = sorted(k for k in set(stored) | set(config.to_dict()) if stored.get(k) != config.to_dict().get(k))
+        raise EvolutionError(f"--resume: the config differs from the one {out} was started with ({', '.join(changed)})")
+    if not state_path.exists():
+        return None  # killed before the first generation finished
+    return load_state(out)
+
+
+def load_state(out: str | Path) -> dict[str, Any]:
+    path = Path(out) / STATE_FILE
+    if not path.is_file():
+        raise EvolutionError(f"{out} has no {STATE_FILE}: no generation has finished there")
+    try:
+        with open(path, "rb") as f:
+            state = pickle.load(f)
+        if state.get("format") != STATE_FORMAT:
+            raise EvolutionError(f"{path}: not a namm-bench evolution state")
+        for key in ("generation", "cma", "stats", "log"):
+            state[key]  # noqa: B018 - presence check
+    except EvolutionError:
+        raise
+    except Exception as err:  # truncated or foreign file: one message naming it
+        raise EvolutionError(f"{path} is corrupt: {err!r}") from err
+    return state
+
+
+def _save_state(out: Path, state: dict[str, Any]) -> None:
+    _write_atomic(out / STATE_FILE, pickle.dumps({**state, "format": STATE_FORMAT}))
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
+        tmp.write(data)
+        tmp.flush()
+        os.fsync(tmp.fileno())
+    os.replace(tmp.name, path)
+
+
+def _write_logs(out: Path, rows: list[dict[str, Any]]) -> None:
+    _write_atomic(out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=LOG_FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+    _write_atomic(out / "log.csv", buf.getvalue().encode())
+    plot_fitness(rows, out / "fitness.png")
+
+
+def plot_fitness(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    gens = [r["generation"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(gens, [r["mean_solution"] for r in rows], label="CMA-ES mean (evaluated solution)", lw=2)
+    ax.plot(gens, [r["best"] for r in rows], label="best member", lw=1, alpha=0.7)
+    ax.plot(gens, [r["mean"] for r in rows], label="population average", lw=1, alpha=0.7)
+    for r0, r1 in zip(rows, rows[1:], strict=False):
+        if r1["stage"] != r0["stage"]:
+            ax.axvline(r1["generation"] - 0.5, color="grey", ls=":", lw=1)
+    ax.set_xlabel("generation")
+    ax.set_ylabel(f"fitness ({rows[-1]['fitness_mode']})")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    _write_atomic(path, buf.getvalue())
+
+
+def export(run_dir: str | Path, to: str | Path | None = None) -> Path:
+    """Write the run's CMA-ES mean as a namm-bench checkpoint (safetensors + JSON) with provenance."""
+    from ..runner import code_version
+    from .config import config_from_dict
+
+    run_dir = Path(run_dir)
+    state = load_state(run_dir)
+    config = config_from_dict(json.loads((run_dir / CONFIG_FILE).read_text()), str(run_dir / CONFIG_FILE))
+    cma = CMAES.from_state(state["cma"])
+    last = state["log"][-1]
+    provenance = {
+        "tasks": list(dict.fromkeys(t for s in config.stages[: last["stage"]] for t in s.tasks)),
+        "generations": state["generation"],
+        "seed": config.seed,
+        "fitness_mode": config.fitness,
+        "fitness": last["mean_solution"],
+        "normalised_score": last["mean_solution_score"],
+        "cache_fraction": last["mean_solution_cache_fraction"],
+        "model": config.model or "smollm2-135m-instruct",
+        "suite": config.suite,
+        "config": config.to_dict(),
+        "code_version": code_version(),
+    }
+    ckpt = NammCheckpoint(
+        params=torch.from_numpy(cma.mean).float(),
+        stats=RunningStats(**state["stats"]),
+        config=config.namm,
+        provenance=provenance,
+        stats_frozen=True,
+    )
+    return save_checkpoint(ckpt, Path(to) if to else run_dir / "namm")

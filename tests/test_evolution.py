@@ -1,0 +1,219 @@
+"""Evolution: fitness modes, CMA-ES settings, exact resume after SIGKILL, 2 gloo ranks = 1 rank, bad input."""
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from namm_bench.evolution.cmaes import CMAES
+from namm_bench.evolution.config import config_from_dict
+from namm_bench.evolution.fitness import FastFitness, PaperFitness
+from namm_bench.evolution.trainer import _fitness, load_state
+from namm_bench.namm.checkpoint import load_checkpoint
+from namm_bench.namm.features import RunningStats
+
+# One thread everywhere, as torchrun sets it per rank, so every run does the same arithmetic.
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+RUN_DIR = tempfile.gettempdir()  # outside the source tree, as in test_cli.py
+TINY_NAMM = {"hidden_dim": 4, "recency_dims": 2}
+
+
+def write_config(path, model_dir, tasks=("passkey_1k",), **overrides):
+    top = {"model": str(model_dir), "seed": 3, "population": 4, "pool_per_task": 3, "examples_per_task": 2}
+    top |= {"member_batch": 2, "sparsity_weight": 1.0, **overrides}
+    lines = [f"{k} = {json.dumps(v)}" for k, v in top.items()]
+    lines += ["[namm]", "hidden_dim = 4", "recency_dims = 2"]
+    lines += ["[[stages]]", f"tasks = {json.dumps(list(tasks))}", "generations = 2"]
+    lines += ["[[stages]]", 'tasks = ["passkey_1k", "needle_1k"]', "generations = 2"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def namm_bench(*args, check=True, torchrun=False):
+    head = (
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+        if torchrun
+        else [sys.executable]
+    )
+    proc = subprocess.run([*head, "-m", "namm_bench", *args], capture_output=True, text=True, env=ENV, cwd=RUN_DIR)
+    if check:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def trajectory(run):
+    """The log without wall-clock seconds."""
+    return [
+        {k: v for k, v in row.items() if k != "seconds"}
+        for row in map(json.loads, (run / "log.jsonl").read_text().splitlines())
+    ]
+
+
+@pytest.fixture(scope="module")
+def reference_run(tiny_model_dir, tmp_path_factory):
+    """An uninterrupted 4-generation, 2-stage run on the tiny model."""
+    root = tmp_path_factory.mktemp("evolution")
+    config = write_config(root / "tiny.toml", tiny_model_dir)
+    namm_bench("evolve", str(config), "--out", str(root / "reference"))
+    return config, root / "reference"
+
+
+# ----------------------------------------------------------------------------- fitness modes
+@pytest.fixture(scope="module")
+def tiny_setup(tiny_model_dir):
+    from namm_bench.adapters import get_adapter
+    from namm_bench.suites import get_suite
+
+    adapter = get_adapter("llama", str(tiny_model_dir))
+    suite = get_suite("synthetic")
+    config = config_from_dict({"stages": [{"tasks": ["passkey_1k"], "generations": 1}], "namm": TINY_NAMM})
+    examples = suite.examples("passkey_1k", adapter.count_tokens, adapter.max_prompt_tokens(64), 0, 2)
+    return adapter, suite, config, examples
+
+
+def test_fast_fitness_zero_namm_is_full_cache_and_batching_changes_nothing(tiny_setup):
+    adapter, suite, config, examples = tiny_setup
+    fast = FastFitness(adapter, suite, config)
+    ema, full = fast.prepare(examples[0])
+    stats = RunningStats.empty()
+    stats.merge(ema)
+    torch.manual_seed(0)
+    params = torch.cat([torch.zeros(1, config.namm.num_params), 0.5 * torch.randn(3, config.namm.num_params)])
+    scores, fractions = fast.members(examples[0], params, stats)
+    assert scores[0].item() == pytest.approx(full, abs=1e-6)
+    assert fractions[0].item() == 1.0
+    assert (fractions[1:] < 1).all(), "random members should evict something"
+    for i in range(len(params)):  # alone, no padding: the padded batch must give the same numbers
+        alone, frac = fast.members(examples[0], params[i : i + 1], stats)
+        assert alone.item() == pytest.approx(scores[i].item(), rel=1e-5)
+        assert frac.item() == fractions[i].item()
+
+
+def test_paper_fitness_zero_namm_scores_like_full_cache(tiny_setup):
+    adapter, suite, config, examples = tiny_setup
+    paper = PaperFitness(adapter, suite, config)
+    ema, full = paper.prepare(examples[1])
+    stats = RunningStats.empty()
+    stats.merge(ema)
+    scores, fractions = paper.members(examples[1], torch.zeros(1, config.namm.num_params), stats)
+    assert scores.tolist() == [full] and fractions.tolist() == [1.0]
+
+
+def test_fitness_is_score_over_full_cache_per_task_minus_sparsity():
+    config = config_from_dict(
+        {"stages": [{"tasks": ["a"], "generations": 1}], "sparsity_target": 0.5, "sparsity_weight": 2.0}
+    )
+    # 2 items x 3 examples (tasks a, a, b) x (score, fraction)
+    results = torch.tensor(
+        [[[0.2, 0.4], [0.4, 0.4], [0.5, 0.4]], [[0.1, 0.8], [0.1, 0.8], [1.0, 0.8]]], dtype=torch.float64
+    )
+    full = torch.tensor([0.4, 0.2, 1.0], dtype=torch.float64)
+    value, perf, fraction = _fitness(results, full, ["a", "a", "b"], config)
+    assert perf.tolist() == pytest.approx([(0.3 / 0.3 + 0.5) / 2, (0.1 / 0.3 + 1.0) / 2])
+    assert fraction.tolist() == pytest.approx([0.4, 0.8])
+    assert value.tolist() == pytest.approx([perf[0].item(), perf[1].item() - 2.0 * 0.3])
+
+
+# ----------------------------------------------------------------------------- CMA-ES
+def test_cmaes_has_the_papers_settings_and_resumes_exactly():
+    cma = CMAES(dim=4172, population=32, sigma0=0.065, elite_ratio=0.5, seed=0)
+    weights = np.array(cma.es.sp.weights)
+    assert cma.es.sp.weights.mu == 16 and cma.sigma == 0.065 and not cma.mean.any()
+    assert weights[:3] == pytest.approx([0.198, 0.149, 0.120], abs=1e-3)
+    assert (weights[16:] < 0).all(), "active CMA: negative weights for the worse half"
+    assert type(cma.es.adapt_sigma).__name__ == "CMAAdaptSigmaCSA"
+    small = CMAES(dim=10, population=6, sigma0=0.1, elite_ratio=0.5, seed=1)
+    pop = small.ask()
+    small.tell(pop, -np.square(pop).sum(1))
+    saved = pickle.loads(pickle.dumps(small.state()))
+    expected = small.ask()
+    np.random.seed(12345)  # anything in between must not matter
+    assert np.array_equal(CMAES.from_state(saved).ask(), expected)
+
+
+# ----------------------------------------------------------------------------- runs
+def test_sigkill_then_resume_follows_the_uninterrupted_trajectory(reference_run, tmp_path):
+    config, reference = reference_run
+    out = tmp_path / "killed"
+    args = [sys.executable, "-m", "namm_bench", "evolve", str(config), "--out", str(out)]
+    proc = subprocess.Popen(args, env=ENV, cwd=RUN_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (out / "log.jsonl").exists():
+        assert proc.poll() is None, "the run exited before its first generation"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    done = load_state(out)["generation"]
+    assert 1 <= done < 4, "the run finished before it was killed"
+    namm_bench("evolve", str(config), "--out", str(out), "--resume")
+    assert trajectory(out) == trajectory(reference)
+
+
+def test_two_gloo_ranks_give_the_same_generations_as_one(reference_run, tmp_path):
+    config, reference = reference_run
+    namm_bench("evolve", str(config), "--out", str(tmp_path / "two"), torchrun=True)
+    assert trajectory(tmp_path / "two") == trajectory(reference)
+
+
+def test_log_plot_and_export(reference_run, tmp_path):
+    config, reference = reference_run
+    rows = trajectory(reference)
+    assert [r["generation"] for r in rows] == [0, 1, 2, 3] and [r["stage"] for r in rows] == [1, 1, 2, 2]
+    assert {r["fitness_mode"] for r in rows} == {"fast"} and rows[2]["examples"] == 4
+    assert (reference / "fitness.png").read_bytes()[:4] == b"\x89PNG"
+    assert (reference / "log.csv").read_text().count("\n") == 5
+    namm_bench("export", str(reference), "--to", str(tmp_path / "ckpt"))
+    ckpt = load_checkpoint(tmp_path / "ckpt")
+    state = load_state(reference)
+    assert torch.equal(ckpt.params, torch.from_numpy(CMAES.from_state(state["cma"]).mean).float())
+    assert ckpt.stats.count == state["stats"]["count"] > 0 and ckpt.stats_frozen
+    assert ckpt.provenance["generations"] == 4 and ckpt.provenance["tasks"] == ["passkey_1k", "needle_1k"]
+    assert ckpt.provenance["seed"] == 3 and ckpt.config.hidden_dim == 4
+
+
+# ----------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"tasks": ["passkey_3k"]}, "unknown task(s) passkey_3k"),
+        ({"population": 1}, "population must be at least 2"),
+        ({"examples_per_task": 9}, "examples_per_task (9) must be between 1 and pool_per_task (3)"),
+        ({"fitness": "slow"}, "unknown fitness mode 'slow'"),
+    ],
+)
+def test_bad_config_is_one_clear_error_and_writes_nothing(tiny_model_dir, tmp_path, overrides, message):
+    config = write_config(tmp_path / "bad.toml", tiny_model_dir, **overrides)
+    proc = namm_bench("evolve", str(config), "--out", str(tmp_path / "run"), check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("namm-bench: error:") and message in proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_refuses_a_changed_config_a_corrupt_state_and_a_rerun(reference_run, tmp_path):
+    config, reference = reference_run
+    before = {p.name: p.read_bytes() for p in reference.iterdir() if p.is_file()}
+    changed = tmp_path / "changed.toml"
+    changed.write_text(config.read_text().replace("seed = 3", "seed = 4"))
+    proc = namm_bench("evolve", str(changed), "--out", str(reference), "--resume", check=False)
+    assert proc.returncode == 2 and "differs from the one" in proc.stderr and "seed" in proc.stderr
+    proc = namm_bench("evolve", str(config), "--out", str(reference), check=False)
+    assert proc.returncode == 2 and "already holds an evolution run" in proc.stderr
+    assert before == {p.name: p.read_bytes() for p in reference.iterdir() if p.is_file()}
+
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    for name, data in before.items():
+        (corrupt / name).write_bytes(data[: len(data) // 2] if name == "state.pkl" else data)
+    torn = (corrupt / "state.pkl").read_bytes()
+    for args in (["evolve", str(config), "--out", str(corrupt), "--resume"], ["export", str(corrupt)]):
+        proc = namm_bench(*args, check=False)
+        assert proc.returncode == 2 and "state.pkl is corrupt" in proc.stderr, proc.stderr
+    assert (corrupt / "state.pkl").read_bytes() == torn and not (corrupt / "namm").exists()
