@@ -39,8 +39,9 @@ class CMAES:
         start = np.zeros(dim) if x0 is None else np.asarray(x0, dtype=np.float64)
         self.es = cma.CMAEvolutionStrategy(start, sigma0, opts)
 
-    def ask(self) -> np.ndarray:
-        return np.stack(self.es.ask())
+    def ask(self, number: int | None = None) -> np.ndarray:
+        """The next population, or ``number`` samples from the current distribution."""
+        return np.stack(self.es.ask(number))
 
     def tell(self, population: np.ndarray, fitness: np.ndarray) -> None:
         self.es.tell(list(population), [-float(f) for f in fitness])  # pycma minimises
