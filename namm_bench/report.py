@@ -146,9 +146,69 @@ def write_report(out_dir: Path) -> tuple[Path, Path]:
     csv_path = out_dir / "report.csv"
     _write_atomic(csv_path, lambda f: summary.to_csv(f, index=False, float_format="%.4f"))
     markdown = _markdown(summary, rows)
+    if write_plot(summary, out_dir / "report.png"):
+        markdown += "\n![normalised score against cache %](report.png)\n"
     _write_atomic(md_path, lambda f: f.write(markdown))
     logger.info("wrote %s and %s (%d groups from %d rows)", md_path, csv_path, len(summary), len(rows))
     return md_path, csv_path
+
+
+def normalised_frame(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, suite, protocol, policy, budget): mean over tasks of score / full-cache score.
+
+    Columns: those keys, ``normalised`` (x100), ``cache_pct`` (mean over the same tasks) and
+    ``tasks``. Empty when no group has a full-cache reference with a score above 0.
+    """
+    keys = ["model", "suite", "protocol"]
+    full = summary[summary["policy"] == FULL_POLICY].set_index([*keys, "task"])["score"]
+    out = []
+    for (model, suite, protocol, policy, budget), group in summary.groupby(
+        [*keys, "policy", "budget"], sort=False, dropna=False
+    ):
+        ratios, caches = [], []
+        for _, row in group.iterrows():
+            reference = full.get((model, suite, protocol, row["task"]))
+            if reference is None or _is_missing(reference) or reference <= 0 or _is_missing(row["score"]):
+                continue
+            ratios.append(100.0 * row["score"] / reference)
+            caches.append(row["cache_pct"])
+        if ratios:
+            out.append((model, suite, protocol, policy, budget, _nanmean(ratios), _nanmean(caches), len(ratios)))
+    columns = [*keys, "policy", "budget", "normalised", "cache_pct", "tasks"]
+    return pd.DataFrame(out, columns=columns)
+
+
+def write_plot(summary: pd.DataFrame, path: Path) -> Path | None:
+    """Normalised score against cache % per policy (one point per budget); None if nothing to plot."""
+    frame = normalised_frame(summary)
+    if frame.empty or set(frame["policy"]) == {FULL_POLICY}:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = list(dict.fromkeys(zip(frame["model"], frame["suite"], frame["protocol"], strict=True)))
+    fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4), squeeze=False)
+    for ax, (model, suite, protocol) in zip(axes[0], groups, strict=True):
+        part = frame[(frame["model"] == model) & (frame["suite"] == suite) & (frame["protocol"] == protocol)]
+        for policy in dict.fromkeys(part["policy"]):
+            points = part[part["policy"] == policy].sort_values("cache_pct")
+            style = "*" if policy == FULL_POLICY else "o-"
+            ax.plot(points["cache_pct"], points["normalised"], style, label=policy, ms=9 if policy == "namm" else 6)
+        ax.set_title(f"{suite} ({protocol})\n{model}", fontsize=9)
+        ax.set_xlabel("cache %")
+        ax.set_ylabel("score / full-cache score (x100)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    return path
 
 
 def column_label(policy: str, budget: Any) -> str:
@@ -213,6 +273,12 @@ def _section(section: pd.DataFrame) -> list[str]:
             partial_average = True
         cells[label] = [*col_cells, average]
         counts[label] = col_counts
+    normalised = normalised_frame(section)
+    if not normalised.empty:
+        cells["task"].append("normalised")
+        for (policy, budget), label in zip(pairs, labels, strict=True):
+            hit = normalised[(normalised["policy"] == policy) & (normalised["budget"] == budget)]
+            cells[label].append(_cell(hit["normalised"].iloc[0], hit["cache_pct"].iloc[0]) if len(hit) else "")
 
     n_values = sorted({int(n) for n in section["n"]})
     n_text = str(n_values[0]) if len(n_values) == 1 else f"{n_values[0]}-{n_values[-1]}"
@@ -223,6 +289,11 @@ def _section(section: pd.DataFrame) -> list[str]:
     )
     if partial_average:
         lines.append("`*`: averaged over the tasks this column has, not all of them.")
+    if not normalised.empty:
+        lines.append(
+            "`normalised`: mean over tasks of score / full-cache score x100 (the paper's normalisation; "
+            "tasks where the full cache scores 0 are left out) / mean cache %."
+        )
     problems = _problems(section)
     if problems:
         lines.append("")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from namm_bench.report import SUMMARY_COLUMNS, summary_frame, write_report
+from namm_bench.report import SUMMARY_COLUMNS, normalised_frame, summary_frame, write_report
 from namm_bench.results import ResultsStore
 
 MIB = 2**20
@@ -170,3 +170,28 @@ def test_write_report_without_results_raises(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no results"):
         write_report(tmp_path / "typo")
     assert not (tmp_path / "typo").exists()
+
+
+def test_normalised_score_is_the_mean_over_tasks_of_score_over_full(tmp_path: Path, rows: list[dict]) -> None:
+    rows = [*rows, make_row("zero", 0, "full", "none", 0.0, 1.0), make_row("zero", 0, "h2o", "0.25", 0.0, 0.2)]
+    frame = normalised_frame(summary_frame(rows))
+    h2o = frame[frame["policy"] == "h2o"].iloc[0]
+    # qasper: 75 / (290/3); narrativeqa: 25 / 50; "zero" has a full-cache score of 0 and is left out.
+    assert h2o["normalised"] == pytest.approx((75 / (290 / 3) * 100 + 50) / 2)
+    assert h2o["cache_pct"] == pytest.approx((27.5 + 20) / 2) and h2o["tasks"] == 2
+    assert frame[frame["policy"] == "full"].iloc[0]["normalised"] == pytest.approx(100)
+
+    store = ResultsStore(tmp_path)
+    for row in rows:
+        store.append(row)
+    md, _ = write_report(tmp_path)
+    text = md.read_text()
+    assert "| normalised " in text and "![normalised score against cache %](report.png)" in text
+    assert (tmp_path / "report.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_no_plot_without_a_full_cache_reference(tmp_path: Path) -> None:
+    store = ResultsStore(tmp_path)
+    store.append(make_row("qasper", 0, "h2o", "0.25", 1.0, 0.25))
+    md, _ = write_report(tmp_path)
+    assert not (tmp_path / "report.png").exists() and "normalised" not in md.read_text()
