@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     evo.add_argument("--out", type=Path, required=True, help="run directory: state, logs, fitness.png")
     evo.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
     evo.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda when available)")
+    evo.add_argument("--stop-after", type=int, default=None, help="stop once this many generations are done")
 
     exp = sub.add_parser("export", help="write a run's CMA-ES mean as a NAMM checkpoint (safetensors + JSON)")
     exp.add_argument("run_dir", type=Path)
@@ -96,7 +97,7 @@ def _device(name: str) -> str:
 def _evolve(args: argparse.Namespace) -> int:
     from .evolution.trainer import evolve
 
-    out = evolve(args.config, args.out, resume=args.resume, device=_device(args.device))
+    out = evolve(args.config, args.out, resume=args.resume, device=_device(args.device), stop_after=args.stop_after)
     print(f"run: {out}  (log: {out / 'log.csv'}, plot: {out / 'fitness.png'}; checkpoint: namm-bench export {out})")
     return 0
 

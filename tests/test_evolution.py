@@ -157,6 +157,14 @@ def test_sigkill_then_resume_follows_the_uninterrupted_trajectory(reference_run,
     assert trajectory(out) == trajectory(reference)
 
 
+def test_stop_after_then_resume_follows_the_same_trajectory(reference_run, tmp_path):
+    config, reference = reference_run
+    namm_bench("evolve", str(config), "--out", str(tmp_path / "run"), "--stop-after", "1")
+    assert load_state(tmp_path / "run")["generation"] == 1
+    namm_bench("evolve", str(config), "--out", str(tmp_path / "run"), "--resume")
+    assert trajectory(tmp_path / "run") == trajectory(reference)
+
+
 def test_two_gloo_ranks_give_the_same_generations_as_one(reference_run, tmp_path):
     config, reference = reference_run
     namm_bench("evolve", str(config), "--out", str(tmp_path / "two"), torchrun=True)

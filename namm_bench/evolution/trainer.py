@@ -63,14 +63,23 @@ class EvolutionError(ValueError):
     """A run directory that cannot be started or resumed as asked."""
 
 
-def evolve(config_path: str | Path, out: str | Path, resume: bool = False, device: str = "cpu") -> Path:
-    """Run (or resume) the evolution described by ``config_path`` in the directory ``out``."""
+def evolve(
+    config_path: str | Path, out: str | Path, resume: bool = False, device: str = "cpu", stop_after: int | None = None
+) -> Path:
+    """Run (or resume) the evolution described by ``config_path`` in the directory ``out``.
+
+    ``stop_after`` ends the run once that many generations are done (the config's stages stay the
+    plan; a later ``--resume`` continues the same trajectory).
+    """
     from namm_bench.adapters import get_adapter
     from namm_bench.suites import get_suite
 
     config = load_config(config_path)
     suite = get_suite(config.suite)
     config.validate(suite.tasks())
+    if stop_after is not None and stop_after < 1:
+        raise ConfigError(f"--stop-after must be at least 1, got {stop_after}")
+    end = min(stop_after or config.total_generations, config.total_generations)
     out = Path(out)
     state = _open_run(out, config, resume)  # everything a user can get wrong is checked before writing
     world = init_world(device)
@@ -94,7 +103,7 @@ def evolve(config_path: str | Path, out: str | Path, resume: bool = False, devic
             disable=not world.is_main,
             dynamic_ncols=True,
         )
-        while state["generation"] < config.total_generations:
+        while state["generation"] < end:
             row = _generation(state, cma, config, fitness, pools, world, bar)
             state["log"].append(row)
             state["generation"] += 1
