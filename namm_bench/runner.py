@@ -89,15 +89,21 @@ def variants(spec: RunSpec) -> list[Variant]:
     return out
 
 
+SHIPPED_NAMM = Path(__file__).parent / "checkpoints" / "namm-smollm2"
+"""The NAMM evolved for the embedded SmolLM2 (``configs/evolution/smollm2.toml``), used by default."""
+
+
 def load_namm(spec: RunSpec) -> NammCheckpoint | None:
     if "namm" not in spec.policies:
         return None
-    if spec.namm_checkpoint is None:
+    if spec.namm_checkpoint is not None:
+        return load_checkpoint(spec.namm_checkpoint)
+    if not (SHIPPED_NAMM / "namm.json").is_file():
         raise ValueError(
-            "no trained NAMM ships with namm-bench yet: pass --namm-checkpoint PATH "
+            "no trained NAMM ships with this install: pass --namm-checkpoint PATH "
             "(a namm-bench checkpoint directory or an evo-memory ckpt.pt)"
         )
-    return load_checkpoint(spec.namm_checkpoint)
+    return load_checkpoint(SHIPPED_NAMM)
 
 
 def run_suite(spec: RunSpec) -> Path:
