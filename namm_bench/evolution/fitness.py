@@ -122,6 +122,8 @@ class FastFitness:
         with controller.attach(adapter.model, cache, adapter.attention_modules()):
             controller.prefill(forward, context)
         answer = adapter.tokenizer.encode(example.answer, add_special_tokens=False)
+        if not answer:
+            raise ValueError(f"{example.example_id}: fast fitness needs a gold answer, and this example has none")
         tail = torch.cat([prompt.ids[:, context:], torch.tensor([answer], device=adapter.device)], dim=1)
         ex = Prefilled(
             keys=[layer.keys for layer in cache.layers],
