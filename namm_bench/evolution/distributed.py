@@ -24,6 +24,8 @@ def init_world(device: str) -> World:
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size == 1:
         return World()
+    if device.startswith("cuda"):
+        torch.cuda.set_device(torch.device(device))  # nccl talks to the current device
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
     return World(rank=dist.get_rank(), size=dist.get_world_size())
