@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from ..controller import ControllerConfig, MemoryController
 from ..namm.checkpoint import NammCheckpoint
-from ..namm.features import AttentionSpectrogram, RunningStats, SpectrogramState, token_features
+from ..namm.features import LayerSpectrograms, RunningStats, token_features
 from ..namm.scorer import BamWeights, NammConfig, bam_scores, binary_selection
 from ..policies.base import MemoryPolicy, gather_tokens
 from ..policies.full import FullCache
@@ -40,18 +40,13 @@ class SpectrogramRecorder(MemoryPolicy):
     needs_attention = True
 
     def __init__(self, ema_coeff: float) -> None:
-        self.spectrogram = AttentionSpectrogram(ema_coeff)
-        self.states: list[SpectrogramState | None] = []
+        self.spectra = LayerSpectrograms(ema_coeff)
 
     def reset(self, num_layers: int) -> None:
-        self.states = [None] * num_layers
+        self.spectra.reset(num_layers)
 
     def observe(self, layer: int, attention: torch.Tensor) -> None:
-        if self.states[layer] is None:
-            self.states[layer] = SpectrogramState.empty(*attention.shape[:2], attention.device)
-        state = self.states[layer]
-        state.grow(attention.shape[-1] - state.length)
-        self.spectrogram.update(state, attention)
+        self.spectra.observe(layer, attention)
 
 
 @dataclass
@@ -128,7 +123,7 @@ class FastFitness:
         ex = Prefilled(
             keys=[layer.keys for layer in cache.layers],
             values=[layer.values for layer in cache.layers],
-            ema=torch.cat([s.ema for s in recorder.states]),
+            ema=torch.cat([s.ema for s in recorder.spectra.states]),
             tail=tail,
             answer_from=tail.shape[1] - len(answer),
         )

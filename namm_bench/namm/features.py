@@ -117,6 +117,28 @@ class AttentionSpectrogram:
         state.pending = rows[..., used:]
 
 
+class LayerSpectrograms:
+    """One ``SpectrogramState`` per layer, fed with the attention the controller observes."""
+
+    def __init__(self, ema_coeff: float) -> None:
+        self.ema_coeff = ema_coeff
+        self.spectrogram = AttentionSpectrogram(ema_coeff)
+        self.states: list[SpectrogramState | None] = []
+
+    def reset(self, num_layers: int) -> None:
+        self.states = [None] * num_layers
+
+    def observe(self, layer: int, attention: torch.Tensor) -> None:
+        """Fold new queries' attention (B, H, q, N) into ``layer``'s state, adding its new tokens."""
+        state = self.states[layer]
+        if state is None:
+            state = self.states[layer] = SpectrogramState.empty(*attention.shape[:2], attention.device)
+            if self.spectrogram.basis.device != attention.device:
+                self.spectrogram = AttentionSpectrogram(self.ema_coeff, attention.device)
+        state.grow(attention.shape[-1] - state.length)
+        self.spectrogram.update(state, attention)
+
+
 @dataclass
 class RunningStats:
     """Per-bin mean and population variance, pooled with Chan et al.'s parallel merge."""

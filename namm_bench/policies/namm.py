@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from ..namm.checkpoint import NammCheckpoint
-from ..namm.features import AttentionSpectrogram, SpectrogramState, token_features
+from ..namm.features import LayerSpectrograms, token_features
 from ..namm.scorer import BamWeights, bam_scores, binary_selection
 from .base import MemoryPolicy
 
@@ -42,25 +42,17 @@ class NAMM(MemoryPolicy):
         self._stats = self.checkpoint.stats
         # Decided once per checkpoint: statistics it shipped stay frozen; empty ones keep pooling.
         self._update_stats = not self.checkpoint.stats_frozen
-        self._spectrogram = AttentionSpectrogram(self.checkpoint.config.ema_coeff)
-        self._states: list[SpectrogramState | None] = []
+        self._spectra = LayerSpectrograms(self.checkpoint.config.ema_coeff)
 
     def reset(self, num_layers: int) -> None:
-        self._states = [None] * num_layers
+        self._spectra.reset(num_layers)
 
     def observe(self, layer: int, attention: torch.Tensor) -> None:
-        state = self._states[layer]
-        if state is None:
-            b, h = attention.shape[:2]
-            state = self._states[layer] = SpectrogramState.empty(b, h, attention.device)
-            if self._spectrogram.basis.device != attention.device:
-                self._spectrogram = AttentionSpectrogram(self.checkpoint.config.ema_coeff, attention.device)
-        state.grow(attention.shape[-1] - state.length)
-        self._spectrogram.update(state, attention)
+        self._spectra.observe(layer, attention)
 
     def scores(self, layer: int, positions: torch.Tensor) -> torch.Tensor:
         """BAM scores (B, H, N) of the layer's cached tokens from the current features."""
-        ema = self._states[layer].ema
+        ema = self._spectra.states[layer].ema
         if self._update_stats:
             self._stats.merge(ema)
         cfg = self.checkpoint.config
@@ -69,11 +61,11 @@ class NAMM(MemoryPolicy):
         return bam_scores(features, w)
 
     def select(self, layer, keys, values, positions, tokens_seen):
-        if self._states[layer] is None:  # no attention observed yet (cannot happen in the controller)
+        if self._spectra.states[layer] is None:  # no attention observed yet (cannot happen in the controller)
             return None
         idx = binary_selection(self.scores(layer, positions))
         if idx is not None:
-            self._states[layer].gather(idx)
+            self._spectra.states[layer].gather(idx)
         return idx
 
     def describe(self) -> dict[str, Any]:
