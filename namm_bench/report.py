@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import math
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pandas as pd
 
+from .files import write_atomic
 from .results import ResultsStore
 
 logger = logging.getLogger(__name__)
@@ -144,11 +143,11 @@ def write_report(out_dir: Path) -> tuple[Path, Path]:
     summary = summary_frame(rows)
     md_path = out_dir / "report.md"
     csv_path = out_dir / "report.csv"
-    _write_atomic(csv_path, lambda f: summary.to_csv(f, index=False, float_format="%.4f"))
+    write_atomic(csv_path, summary.to_csv(index=False, float_format="%.4f", lineterminator="\n"))
     markdown = _markdown(summary, rows)
     if write_plot(summary, out_dir / "report.png"):
         markdown += "\n![normalised score against cache %](report.png)\n"
-    _write_atomic(md_path, lambda f: f.write(markdown))
+    write_atomic(md_path, markdown)
     logger.info("wrote %s and %s (%d groups from %d rows)", md_path, csv_path, len(summary), len(rows))
     return md_path, csv_path
 
@@ -202,12 +201,10 @@ def write_plot(summary: pd.DataFrame, path: Path) -> Path | None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    fig.savefig(tmp, format="png", dpi=100)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
     plt.close(fig)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    write_atomic(path, png.getvalue())
     return path
 
 
@@ -342,18 +339,3 @@ def _table(frame: pd.DataFrame) -> str:
 def _is_missing(value: Any) -> bool:
     """True for None and NaN (pandas turns missing JSON fields into NaN)."""
     return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def _write_atomic(path: Path, write: Callable[[IO[str]], Any]) -> None:
-    """Write ``path`` through a temp file in the same directory and ``os.replace`` it into place."""
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp_name, 0o644)  # mkstemp makes it owner-only; a report is meant to be shared
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise

@@ -19,9 +19,7 @@ import csv
 import io
 import json
 import logging
-import os
 import pickle
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..files import write_atomic
 from ..namm.checkpoint import NammCheckpoint, save_checkpoint
 from ..namm.features import RunningStats
 from .cmaes import CMAES
@@ -89,7 +88,7 @@ def evolve(
         pools = _pools(config, suite, adapter)
         if world.is_main and state is None:
             out.mkdir(parents=True, exist_ok=True)
-            _write_atomic(out / CONFIG_FILE, json.dumps(config.to_dict(), indent=2).encode())
+            write_atomic(out / CONFIG_FILE, json.dumps(config.to_dict(), indent=2).encode())
         if state is None:
             cma = CMAES(config.namm.num_params, config.population, config.sigma0, config.elite_ratio, config.seed)
             state = {"generation": 0, "stats": None, "log": []}
@@ -247,24 +246,16 @@ def load_state(out: str | Path) -> dict[str, Any]:
 
 
 def _save_state(out: Path, state: dict[str, Any]) -> None:
-    _write_atomic(out / STATE_FILE, pickle.dumps({**state, "format": STATE_FORMAT}))
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-        tmp.write(data)
-        tmp.flush()
-        os.fsync(tmp.fileno())
-    os.replace(tmp.name, path)
+    write_atomic(out / STATE_FILE, pickle.dumps({**state, "format": STATE_FORMAT}))
 
 
 def _write_logs(out: Path, rows: list[dict[str, Any]]) -> None:
-    _write_atomic(out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
+    write_atomic(out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=LOG_FIELDS)
     writer.writeheader()
     writer.writerows(rows)
-    _write_atomic(out / "log.csv", buf.getvalue().encode())
+    write_atomic(out / "log.csv", buf.getvalue().encode())
     plot_fitness(rows, out / "fitness.png")
 
 
@@ -290,7 +281,7 @@ def plot_fitness(rows: list[dict[str, Any]], path: Path) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
-    _write_atomic(path, buf.getvalue())
+    write_atomic(path, buf.getvalue())
 
 
 def export(run_dir: str | Path, to: str | Path | None = None) -> Path:

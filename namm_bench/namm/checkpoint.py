@@ -11,15 +11,14 @@ normalisation statistics (``namm-reference.md`` sections 5.4, 8.3); read with
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
+from ..files import write_atomic
 from .features import N_BINS, RunningStats
 from .scorer import NammConfig
 
@@ -83,13 +82,8 @@ def save_checkpoint(ckpt: NammCheckpoint, directory: str | Path) -> Path:
         },
         "provenance": ckpt.provenance,
     }
-    with tempfile.NamedTemporaryFile(dir=directory, suffix=".tmp", delete=False) as tmp:
-        pass
-    save_file({"params": ckpt.params.float().contiguous()}, tmp.name)
-    os.replace(tmp.name, directory / PARAMS_FILE)
-    with tempfile.NamedTemporaryFile("w", dir=directory, suffix=".tmp", delete=False) as tmp:
-        json.dump(meta, tmp, indent=2)
-    os.replace(tmp.name, directory / CONFIG_FILE)
+    write_atomic(directory / PARAMS_FILE, save({"params": ckpt.params.float().contiguous()}))
+    write_atomic(directory / CONFIG_FILE, json.dumps(meta, indent=2))
     return directory
 
 
