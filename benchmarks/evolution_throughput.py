@@ -34,9 +34,7 @@ def measure(mode: str, device: str, args) -> tuple[float, float]:
     )
     fitness = FITNESS[mode](adapter, suite, config)
     began = time.perf_counter()
-    stats = RunningStats.empty()
-    for ex in examples:
-        stats.merge(fitness.prepare(ex)[0].cpu())
+    stats = RunningStats.pooled(fitness.prepare(ex)[0].cpu() for ex in examples)
     prefill = (time.perf_counter() - began) / len(examples)
     members = config.sigma0 * torch.randn(
         args.members, config.namm.num_params, generator=torch.Generator().manual_seed(0)
@@ -68,12 +66,15 @@ def main() -> None:
         f"task {args.task}, {args.examples} examples, {args.members} members, torch threads {torch.get_num_threads()}"
     )
     print(f"{'mode':6} {'device':6} {'member-evals/min':>17} {'vs 1 CPU process':>17} {'prefill s/example':>18}")
+    rates = {}
     for mode in args.modes.split(","):
-        base = None
         for device in devices:
             rate, prefill = measure(mode, device, args)
-            base = base or rate
-            print(f"{mode:6} {device:6} {rate:17.1f} {rate / base:16.2f}x {prefill:18.2f}")
+            rates[mode, device] = rate
+            print(f"{mode:6} {device:6} {rate:17.1f} {rate / rates[mode, 'cpu']:16.2f}x {prefill:18.2f}")
+    for device in devices:
+        if ("fast", device) in rates and ("paper", device) in rates:
+            print(f"fast / paper on {device}: {rates['fast', device] / rates['paper', device]:.1f}x")
 
 
 if __name__ == "__main__":

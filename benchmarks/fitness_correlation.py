@@ -67,9 +67,7 @@ def main() -> None:
         source = "generation 0"
     prepared = {"fast": [fast.prepare(ex) for ex in tqdm(examples, desc="prefill (fast)")]}
     if stats is None:
-        stats = RunningStats.empty()
-        for ema, _ in prepared["fast"]:
-            stats.merge(ema)
+        stats = RunningStats.pooled(ema for ema, _ in prepared["fast"])
     prepared["paper"] = [paper.prepare(ex) for ex in tqdm(examples, desc="full cache (paper)")]
     members = torch.from_numpy(cma.ask(args.members)).float()
     tasks = [ex.task for ex in examples]

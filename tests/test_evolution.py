@@ -83,8 +83,7 @@ def test_fast_fitness_zero_namm_is_full_cache_and_batching_changes_nothing(tiny_
     adapter, suite, config, examples = tiny_setup
     fast = FastFitness(adapter, suite, config)
     ema, full = fast.prepare(examples[0])
-    stats = RunningStats.empty()
-    stats.merge(ema)
+    stats = RunningStats.pooled([ema])
     torch.manual_seed(0)
     params = torch.cat([torch.zeros(1, config.namm.num_params), 0.5 * torch.randn(3, config.namm.num_params)])
     scores, fractions = fast.members(examples[0], params, stats)
@@ -101,8 +100,7 @@ def test_paper_fitness_zero_namm_scores_like_full_cache(tiny_setup):
     adapter, suite, config, examples = tiny_setup
     paper = PaperFitness(adapter, suite, config)
     ema, full = paper.prepare(examples[1])
-    stats = RunningStats.empty()
-    stats.merge(ema)
+    stats = RunningStats.pooled([ema])
     scores, fractions = paper.members(examples[1], torch.zeros(1, config.namm.num_params), stats)
     assert scores.tolist() == [full] and fractions.tolist() == [1.0]
 

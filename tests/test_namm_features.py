@@ -73,9 +73,7 @@ def test_partial_frame_waits_for_sixteen_queries():
 def test_running_stats_match_pooled_moments():
     torch.manual_seed(1)
     chunks = [torch.randn(1, 3, n, 17) * 2 + 1 for n in (5, 40, 13)]
-    stats = RunningStats.empty()
-    for c in chunks:
-        stats.merge(c)
+    stats = RunningStats.pooled(chunks)
     pooled = torch.cat([c.reshape(-1, 17) for c in chunks])
     torch.testing.assert_close(stats.mean, pooled.mean(0), atol=1e-5, rtol=0)
     torch.testing.assert_close(stats.var, pooled.var(0, unbiased=False), atol=1e-5, rtol=0)

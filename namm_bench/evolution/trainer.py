@@ -134,9 +134,7 @@ def _generation(state, cma: CMAES, config: EvolutionConfig, fitness, pools, worl
         bar.set_postfix_str(f"gen {g}: prefill {k + 1}/{len(examples)}")
         prepared.append(fitness.prepare(ex))
     if state["stats"] is None:
-        stats = RunningStats.empty()
-        for ema, _ in prepared:
-            stats.merge(ema)
+        stats = RunningStats.pooled(ema for ema, _ in prepared)
         state["stats"] = {"mean": stats.mean, "var": stats.var, "count": stats.count}
     stats = RunningStats(**state["stats"])
     full = torch.tensor([score for _, score in prepared], dtype=torch.float64)

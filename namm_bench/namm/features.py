@@ -10,6 +10,7 @@ O(cache length). ``tests/test_namm_features.py`` checks it against a buffered ``
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -150,6 +151,14 @@ class RunningStats:
     @classmethod
     def empty(cls, dim: int = N_BINS) -> RunningStats:
         return cls(mean=torch.zeros(dim), var=torch.zeros(dim), count=0)
+
+    @classmethod
+    def pooled(cls, batches: Iterable[torch.Tensor], dim: int = N_BINS) -> RunningStats:
+        """Statistics pooled over every row of every tensor in ``batches``."""
+        stats = cls.empty(dim)
+        for values in batches:
+            stats.merge(values)
+        return stats
 
     def merge(self, values: torch.Tensor) -> None:
         """Pool the rows of ``values`` (..., dim) into the statistics."""
