@@ -31,6 +31,12 @@ def model():
     return tiny_llama()
 
 
+@pytest.fixture
+def make_tiny_llama():
+    """``tiny_llama`` itself, for tests that need other shapes."""
+    return tiny_llama
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A local model directory (config, weights, tokenizer, chat template) with a 512-token context."""

@@ -97,7 +97,7 @@ def test_sigkill_mid_run_then_rerun_gives_each_row_once(tiny_model_dir, tmp_path
         (["run", "synthetic", "--policies", "full,snapkv"], "unknown policy 'snapkv'"),
         (["run", "synthetic", "--budget", "1.5"], "budget ratio must be in (0, 1]"),
         (["run", "synthetic", "--budget", "0"], "budget token count must be >= 1"),
-        (["run", "synthetic", "--policies", "full,namm"], "no trained NAMM ships with this install"),
+        (["run", "synthetic", "--policies", "namm", "--namm-checkpoint", "/no/ckpt"], "checkpoint /no/ckpt does not"),
         (["run", "synthetic", "--budget", "match"], "add namm to --policies"),
         (["run", "synthetic", "--model", "/no/such/model"], "model path /no/such/model does not exist"),
         (["run", "synthetic", "--limit", "0"], "--limit must be >= 1"),

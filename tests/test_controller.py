@@ -137,3 +137,18 @@ def test_namm_shipped_statistics_stay_frozen(model, ids):
     ckpt = NammCheckpoint(torch.randn(4172) * 0.5, stats)
     run_controlled(model, ids, make_policy("namm", checkpoint=ckpt), prompt_len=150)
     assert ckpt.stats.count == 10 and torch.equal(ckpt.stats.mean, torch.full((17,), 0.01))
+
+
+@pytest.mark.parametrize("shape", [{}, {"num_hidden_layers": 2, "num_attention_heads": 8, "num_key_value_heads": 4}])
+def test_shipped_namm_is_the_default_and_runs_on_any_model_shape(shape, ids, make_tiny_llama):
+    """The evolved SmolLM2 NAMM ships in the package and transfers to other shapes unchanged."""
+    from namm_bench.runner import SHIPPED_NAMM, RunSpec, load_namm
+
+    ckpt = load_namm(RunSpec(suite="synthetic", out=None, policies=["namm"]))
+    assert SHIPPED_NAMM.is_dir() and ckpt.stats_frozen
+    assert ckpt.params.abs().max() > 0, "the zero NAMM shipped instead of an evolved one"
+    assert ckpt.provenance["generations"] > 0 and ckpt.provenance["fitness_mode"] == "fast"
+    model = make_tiny_llama(**shape)
+    _, controller = run_controlled(model, ids, make_policy("namm", checkpoint=ckpt), prompt_len=150)
+    assert len(controller.stats.calls[-1]["retained"]) == model.config.num_hidden_layers
+    assert 0 < controller.stats.cache_fraction <= 1.0
