@@ -283,7 +283,12 @@ def plot_fitness(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def export(run_dir: str | Path, to: str | Path | None = None) -> Path:
-    """Write the run's CMA-ES mean as a namm-bench checkpoint (safetensors + JSON) with provenance."""
+    """Write the run's CMA-ES mean as a namm-bench checkpoint (safetensors + JSON) with provenance.
+
+    The exported mean is CMA-ES's latest (updated after the last generation); the fitness in the
+    provenance is the last one measured, that of the mean which sampled the last generation
+    (``fitness_generation``).
+    """
     from ..runner import code_version
     from .config import config_from_dict
 
@@ -297,6 +302,7 @@ def export(run_dir: str | Path, to: str | Path | None = None) -> Path:
         "generations": state["generation"],
         "seed": config.seed,
         "fitness_mode": config.fitness,
+        "fitness_generation": last["generation"],
         "fitness": last["mean_solution"],
         "normalised_score": last["mean_solution_score"],
         "cache_fraction": last["mean_solution_cache_fraction"],
