@@ -24,7 +24,8 @@ from namm_bench.adapters import get_adapter
 from namm_bench.evolution.cmaes import CMAES
 from namm_bench.evolution.config import load_config
 from namm_bench.evolution.fitness import FastFitness, PaperFitness
-from namm_bench.evolution.trainer import _fitness, _pools, load_state
+from namm_bench.evolution.trainer import _fitness, example_pools, load_state, sample_examples, score_members
+from namm_bench.files import write_atomic
 from namm_bench.namm.features import RunningStats
 from namm_bench.suites import get_suite
 
@@ -46,14 +47,8 @@ def main() -> None:
     config = load_config(args.config)
     suite = get_suite(config.suite)
     adapter = get_adapter(suite.adapter, config.model)
-    pools = _pools(config, suite, adapter)
     _, stage = config.stage_at(args.generation)
-    rng = np.random.default_rng([config.seed, args.generation])
-    examples = [
-        pools[t][i]
-        for t in stage.tasks
-        for i in sorted(rng.choice(config.pool_per_task, config.examples_per_task, replace=False))
-    ]
+    examples = sample_examples(config, example_pools(config, suite, adapter), args.generation)
     fast, paper = FastFitness(adapter, suite, config), PaperFitness(adapter, suite, config)
     if args.run:
         state = load_state(args.run)
@@ -74,12 +69,7 @@ def main() -> None:
     out = {"source": source, "members": args.members, "examples": [ex.example_id for ex in examples]}
     for name, fitness in (("fast", fast), ("paper", paper)):
         began = time.perf_counter()
-        results = torch.zeros(len(members), len(examples), 2, dtype=torch.float64)
-        for k, ex in enumerate(tqdm(examples, desc=name)):
-            for i in range(0, len(members), config.member_batch):
-                scores, fractions = fitness.members(ex, members[i : i + config.member_batch], stats)
-                results[i : i + config.member_batch, k, 0] = scores.double()
-                results[i : i + config.member_batch, k, 1] = fractions.double()
+        results = score_members(fitness, members, examples, stats, config.member_batch)
         full = torch.tensor([s for _, s in prepared[name]], dtype=torch.float64)
         value, perf, fraction = _fitness(results, full, tasks, config)
         out[name] = {"fitness": value.tolist(), "score": perf.tolist(), "cache_fraction": fraction.tolist()}
@@ -96,7 +86,7 @@ def main() -> None:
         print(f"Spearman rho, {key}: {out[f'spearman_{key}']:.3f}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(out, indent=2) + "\n")
+        write_atomic(args.out, json.dumps(out, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,32 +1,15 @@
 """End to end through the CLI on a tiny local model: results, resume, SIGKILL, bad input."""
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import tempfile
 import time
 
 import pytest
+from cli_process import cli, start
 
 from namm_bench.budget import Budget
 from namm_bench.cli import main
 from namm_bench.suites.base import TextExample
-
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
-# `python -m` puts the working directory first on sys.path; from the source tree that would shadow the
-# installed package with the bare namm_bench/ folder, which lacks the package-dir mapped adapters/ and suites/.
-RUN_DIR = tempfile.gettempdir()
-
-
-def cli(*args, check=True):
-    proc = subprocess.run(
-        [sys.executable, "-m", "namm_bench", *args], capture_output=True, text=True, env=ENV, cwd=RUN_DIR
-    )
-    if check:
-        assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
 
 
 def rows(out):
@@ -71,9 +54,9 @@ def test_run_report_and_resume(tiny_model_dir, tmp_path):
 
 def test_sigkill_mid_run_then_rerun_gives_each_row_once(tiny_model_dir, tmp_path):
     out = tmp_path / "killed"
-    args = [sys.executable, "-m", "namm_bench", "run", "synthetic", "--model", str(tiny_model_dir)]
+    args = ["run", "synthetic", "--model", str(tiny_model_dir)]
     args += ["--tasks", "passkey_1k,needle_1k", "--limit", "4", "--out", str(out)]
-    proc = subprocess.Popen(args, env=ENV, cwd=RUN_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start(*args)
     results = out / "results.jsonl"
     deadline = time.time() + 300
     while time.time() < deadline and not (results.exists() and results.read_text().count("\n") >= 2):
@@ -83,7 +66,7 @@ def test_sigkill_mid_run_then_rerun_gives_each_row_once(tiny_model_dir, tmp_path
     assert proc.wait() == -signal.SIGKILL
     killed_at = len(results.read_text().splitlines())
     assert killed_at < 2 * 4 * 3, "the run finished before it was killed"
-    subprocess.run(args, env=ENV, cwd=RUN_DIR, check=True, capture_output=True)
+    cli(*args)
     final = rows(out)  # every line parses
     assert len(final) == 2 * 4 * 3
     assert len({key(r) for r in final}) == len(final)

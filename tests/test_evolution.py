@@ -1,17 +1,15 @@
 """Evolution: fitness modes, CMA-ES settings, exact resume after SIGKILL, 2 gloo ranks = 1 rank, bad input."""
 
 import json
-import os
 import pickle
 import signal
-import subprocess
-import sys
-import tempfile
 import time
 
 import numpy as np
 import pytest
 import torch
+from cli_process import cli as namm_bench
+from cli_process import start
 
 from namm_bench.evolution.cmaes import CMAES
 from namm_bench.evolution.config import config_from_dict
@@ -20,33 +18,19 @@ from namm_bench.evolution.trainer import _fitness, load_state
 from namm_bench.namm.checkpoint import load_checkpoint
 from namm_bench.namm.features import RunningStats
 
-# One thread everywhere, as torchrun sets it per rank, so every run does the same arithmetic.
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
-RUN_DIR = tempfile.gettempdir()  # outside the source tree, as in test_cli.py
 TINY_NAMM = {"hidden_dim": 4, "recency_dims": 2}
 
 
 def write_config(path, model_dir, tasks=("passkey_1k",), **overrides):
     top = {"model": str(model_dir), "seed": 3, "population": 4, "pool_per_task": 3, "examples_per_task": 2}
-    top |= {"member_batch": 2, "sparsity_weight": 1.0, **overrides}
+    # member_batch 3: batches (0-2) and (3, the mean) go to ranks 0 and 1, so rank 1 scores the mean
+    top |= {"member_batch": 3, "sparsity_weight": 1.0, **overrides}
     lines = [f"{k} = {json.dumps(v)}" for k, v in top.items()]
     lines += ["[namm]", "hidden_dim = 4", "recency_dims = 2"]
     lines += ["[[stages]]", f"tasks = {json.dumps(list(tasks))}", "generations = 2"]
     lines += ["[[stages]]", 'tasks = ["passkey_1k", "needle_1k"]', "generations = 2"]
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def namm_bench(*args, check=True, torchrun=False):
-    head = (
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-        if torchrun
-        else [sys.executable]
-    )
-    proc = subprocess.run([*head, "-m", "namm_bench", *args], capture_output=True, text=True, env=ENV, cwd=RUN_DIR)
-    if check:
-        assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
 
 
 def trajectory(run):
@@ -96,13 +80,44 @@ def test_fast_fitness_zero_namm_is_full_cache_and_batching_changes_nothing(tiny_
         assert frac.item() == fractions[i].item()
 
 
-def test_paper_fitness_zero_namm_scores_like_full_cache(tiny_setup):
-    adapter, suite, config, examples = tiny_setup
-    paper = PaperFitness(adapter, suite, config)
+class AnswerRecorder:
+    """Stands in for the suite: its metric counts the answers it was given."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def score(self, example, text):
+        self.calls += 1
+        return float(self.calls)
+
+
+def test_paper_fitness_zero_namm_generates_what_full_cache_does(tiny_setup, monkeypatch):
+    adapter, _, config, examples = tiny_setup
+    # The random model's answers decode to "", so compare the logits of every generation step instead.
+    monkeypatch.setattr(adapter, "stop_ids", set())
+    steps: list[list[torch.Tensor]] = []
+    generate = adapter.generate
+
+    def recording_generate(*args, **kwargs):
+        steps.append([])
+        hook = adapter.model.register_forward_hook(lambda m, a, out: steps[-1].append(out.logits[0, -1].clone()))
+        try:
+            return generate(*args, **kwargs)
+        finally:
+            hook.remove()
+
+    monkeypatch.setattr(adapter, "generate", recording_generate)
+    paper = PaperFitness(adapter, AnswerRecorder(), config)
     ema, full = paper.prepare(examples[1])
     stats = RunningStats.pooled([ema])
-    scores, fractions = paper.members(examples[1], torch.zeros(1, config.namm.num_params), stats)
-    assert scores.tolist() == [full] and fractions.tolist() == [1.0]
+    torch.manual_seed(0)
+    params = torch.cat([torch.zeros(1, config.namm.num_params), 0.5 * torch.randn(1, config.namm.num_params)])
+    scores, fractions = paper.members(examples[1], params, stats)
+    full_steps, zero_steps, _ = steps
+    assert len(full_steps) > examples[1].max_new_tokens
+    torch.testing.assert_close(torch.stack(zero_steps), torch.stack(full_steps), atol=1e-4, rtol=1e-4)
+    assert full == 1.0 and scores.tolist() == [2.0, 3.0]  # each answer was scored once, in order
+    assert fractions[0] == 1.0 and fractions[1] < 1.0, "the NAMM was called and a random member evicts"
 
 
 def test_fitness_is_score_over_full_cache_per_task_minus_sparsity():
@@ -141,8 +156,7 @@ def test_cmaes_has_the_papers_settings_and_resumes_exactly():
 def test_sigkill_then_resume_follows_the_uninterrupted_trajectory(reference_run, tmp_path):
     config, reference = reference_run
     out = tmp_path / "killed"
-    args = [sys.executable, "-m", "namm_bench", "evolve", str(config), "--out", str(out)]
-    proc = subprocess.Popen(args, env=ENV, cwd=RUN_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start("evolve", str(config), "--out", str(out))
     deadline = time.time() + 300
     while time.time() < deadline and not (out / "log.jsonl").exists():
         assert proc.poll() is None, "the run exited before its first generation"

@@ -24,9 +24,7 @@ import numpy as np
 class CMAES:
     """Maximises fitness. ``ask`` returns the population (population, dim) as float64."""
 
-    def __init__(
-        self, dim: int, population: int, sigma0: float, elite_ratio: float, seed: int, x0: np.ndarray | None = None
-    ) -> None:
+    def __init__(self, dim: int, population: int, sigma0: float, elite_ratio: float, seed: int) -> None:
         opts = {
             "popsize": population,
             "CMA_mu": max(1, int(population * elite_ratio)),
@@ -36,8 +34,7 @@ class CMAES:
             "verbose": -9,
             "CMA_diagonal": False,
         }
-        start = np.zeros(dim) if x0 is None else np.asarray(x0, dtype=np.float64)
-        self.es = cma.CMAEvolutionStrategy(start, sigma0, opts)
+        self.es = cma.CMAEvolutionStrategy(np.zeros(dim), sigma0, opts)  # the zero NAMM keeps everything
 
     def ask(self, number: int | None = None) -> np.ndarray:
         """The next population, or ``number`` samples from the current distribution."""

@@ -24,8 +24,9 @@ def init_world(device: str) -> World:
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size == 1:
         return World()
-    if device.startswith("cuda"):
-        torch.cuda.set_device(torch.device(device))  # nccl talks to the current device
+    if device.startswith("cuda"):  # nccl talks to the current device: this rank's own GPU
+        index = torch.device(device).index
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")) if index is None else index)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
     return World(rank=dist.get_rank(), size=dist.get_world_size())

@@ -65,6 +65,30 @@ class Prefilled:
         return self.ema.shape[2]
 
 
+def record_context(adapter, config, example):
+    """Prefill ``example``'s context with the full cache: (prompt, context length, cache, raw EMA (L, H, N, 17))."""
+    from transformers import DynamicCache
+
+    prompt = adapter.build_prompt(example)
+    context = prompt.question_start
+    cache = DynamicCache(config=adapter.model.config)
+    recorder = SpectrogramRecorder(config.namm.ema_coeff)
+    controller = MemoryController(recorder, ControllerConfig(config.chunk_size, config.interval, "streaming", False))
+
+    def forward(start: int, end: int) -> None:
+        adapter.model(
+            input_ids=prompt.ids[:, start:end],
+            position_ids=torch.arange(start, end, device=adapter.device)[None],
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+
+    with controller.attach(adapter.model, cache, adapter.attention_modules()):
+        controller.prefill(forward, context)
+    return prompt, context, cache, torch.cat([s.ema for s in recorder.spectra.states])
+
+
 def _selections(ex: Prefilled, params: torch.Tensor, stats: RunningStats, cfg: NammConfig) -> list[list]:
     """Per member, per layer: indices to keep (1, H, K) or None (keep all)."""
     num_layers, heads, n = ex.ema.shape[:3]
@@ -96,26 +120,8 @@ class FastFitness:
         return ex.ema, ex.full_score
 
     def _prefill(self, example) -> Prefilled:
-        from transformers import DynamicCache
-
-        adapter, cfg = self.adapter, self.config
-        prompt = adapter.build_prompt(example)
-        context = prompt.question_start
-        cache = DynamicCache(config=adapter.model.config)
-        recorder = SpectrogramRecorder(cfg.namm.ema_coeff)
-        controller = MemoryController(recorder, ControllerConfig(cfg.chunk_size, cfg.interval, "streaming", False))
-
-        def forward(start: int, end: int) -> None:
-            adapter.model(
-                input_ids=prompt.ids[:, start:end],
-                position_ids=torch.arange(start, end, device=adapter.device)[None],
-                past_key_values=cache,
-                use_cache=True,
-                logits_to_keep=1,
-            )
-
-        with controller.attach(adapter.model, cache, adapter.attention_modules()):
-            controller.prefill(forward, context)
+        adapter = self.adapter
+        prompt, context, cache, ema = record_context(adapter, self.config, example)
         answer = adapter.tokenizer.encode(example.answer, add_special_tokens=False)
         if not answer:
             raise ValueError(f"{example.example_id}: fast fitness needs a gold answer, and this example has none")
@@ -123,7 +129,7 @@ class FastFitness:
         ex = Prefilled(
             keys=[layer.keys for layer in cache.layers],
             values=[layer.values for layer in cache.layers],
-            ema=torch.cat([s.ema for s in recorder.spectra.states]),
+            ema=ema,
             tail=tail,
             answer_from=tail.shape[1] - len(answer),
         )
@@ -193,7 +199,6 @@ class PaperFitness:
     def __init__(self, adapter, suite, config) -> None:
         self.adapter, self.suite, self.config = adapter, suite, config
         self._prepared: dict[str, tuple[torch.Tensor, float]] = {}
-        self._fast = FastFitness(adapter, suite, config)
         self._controller = ControllerConfig(config.chunk_size, config.interval, "streaming")
 
     @torch.inference_mode()
@@ -201,7 +206,7 @@ class PaperFitness:
         """Full-cache answer score, and the context's raw EMA features (for the statistics)."""
         if example.example_id not in self._prepared:
             gen = self.adapter.generate(example, FullCache(), self._controller)
-            ema = self._fast._prefill(example).ema
+            ema = record_context(self.adapter, self.config, example)[3]
             self._prepared[example.example_id] = (ema, self.suite.score(example, gen.text))
         return self._prepared[example.example_id]
 

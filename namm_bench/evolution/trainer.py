@@ -85,7 +85,7 @@ def evolve(
     try:
         adapter = get_adapter(suite.adapter, config.model, device=device)
         fitness = FITNESS[config.fitness](adapter, suite, config)
-        pools = _pools(config, suite, adapter)
+        pools = example_pools(config, suite, adapter)
         if world.is_main and state is None:
             out.mkdir(parents=True, exist_ok=True)
             write_atomic(out / CONFIG_FILE, json.dumps(config.to_dict(), indent=2).encode())
@@ -94,6 +94,8 @@ def evolve(
             state = {"generation": 0, "stats": None, "log": []}
         else:
             cma = CMAES.from_state(state["cma"])
+            if world.is_main:  # a kill between the state and the logs left the logs a row short
+                _write_logs(out, state["log"])
         bar = tqdm(
             total=config.total_generations,
             initial=state["generation"],
@@ -123,12 +125,7 @@ def _generation(state, cma: CMAES, config: EvolutionConfig, fitness, pools, worl
     began = time.perf_counter()
     g = state["generation"]
     stage_index, stage = config.stage_at(g)
-    rng = np.random.default_rng([config.seed, g])
-    examples = [
-        pools[task][i]
-        for task in stage.tasks
-        for i in sorted(rng.choice(config.pool_per_task, config.examples_per_task, replace=False))
-    ]
+    examples = sample_examples(config, pools, g)
     prepared = []
     for k, ex in enumerate(examples):
         bar.set_postfix_str(f"gen {g}: prefill {k + 1}/{len(examples)}")
@@ -141,18 +138,11 @@ def _generation(state, cma: CMAES, config: EvolutionConfig, fitness, pools, worl
 
     population = broadcast(world, torch.from_numpy(cma.ask()))
     items = torch.cat([population, torch.from_numpy(cma.mean)[None]]).float()  # members, then the mean
-    results = torch.zeros(len(items), len(examples), 2, dtype=torch.float64)
-    batches = [
-        list(range(i, min(i + config.member_batch, len(items)))) for i in range(0, len(items), config.member_batch)
-    ]
-    for b, members in enumerate(batches):
-        if b % world.size != world.rank:
-            continue
-        for k, ex in enumerate(examples):
-            bar.set_postfix_str(f"gen {g}: members {members[0]}-{members[-1]}, example {k + 1}/{len(examples)}")
-            scores, fractions = fitness.members(ex, items[members], stats)
-            results[members, k, 0] = scores.double()
-            results[members, k, 1] = fractions.double()
+
+    def progress(members: list[int], k: int) -> None:
+        bar.set_postfix_str(f"gen {g}: members {members[0]}-{members[-1]}, example {k + 1}/{len(examples)}")
+
+    results = score_members(fitness, items, examples, stats, config.member_batch, world, progress)
     results = sum_over_ranks(world, results)
     value, perf, fraction = _fitness(results, full, [ex.task for ex in examples], config)
     cma.tell(population.numpy(), value[:-1].numpy())
@@ -174,6 +164,46 @@ def _generation(state, cma: CMAES, config: EvolutionConfig, fitness, pools, worl
     }
 
 
+def sample_examples(config: EvolutionConfig, pools: dict[str, list], generation: int) -> list:
+    """The examples every member of ``generation`` is scored on: a seeded draw from each stage task's pool."""
+    _, stage = config.stage_at(generation)
+    rng = np.random.default_rng([config.seed, generation])
+    return [
+        pools[task][i]
+        for task in stage.tasks
+        for i in sorted(rng.choice(config.pool_per_task, config.examples_per_task, replace=False))
+    ]
+
+
+def score_members(
+    fitness,
+    items: torch.Tensor,
+    examples: list,
+    stats: RunningStats,
+    batch: int,
+    world: World | None = None,
+    progress=None,
+) -> torch.Tensor:
+    """(items, examples, [score, cache fraction]) for this rank's batches; other ranks' rows stay 0.
+
+    Items go in fixed batches of ``batch`` dealt to ranks round-robin, so what is computed for an
+    item does not depend on the number of ranks.
+    """
+    world = world or World()
+    results = torch.zeros(len(items), len(examples), 2, dtype=torch.float64)
+    batches = [list(range(i, min(i + batch, len(items)))) for i in range(0, len(items), batch)]
+    for b, members in enumerate(batches):
+        if b % world.size != world.rank:
+            continue
+        for k, ex in enumerate(examples):
+            if progress:
+                progress(members, k)
+            scores, fractions = fitness.members(ex, items[members], stats)
+            results[members, k, 0] = scores.double()
+            results[members, k, 1] = fractions.double()
+    return results
+
+
 def _fitness(results: torch.Tensor, full: torch.Tensor, tasks: list[str], config: EvolutionConfig):
     """Per item: fitness, normalised score (mean over tasks of S_t / R_t) and cache fraction."""
     per_task = []
@@ -190,7 +220,7 @@ def _fitness(results: torch.Tensor, full: torch.Tensor, tasks: list[str], config
     return value, perf, fraction
 
 
-def _pools(config: EvolutionConfig, suite, adapter) -> dict[str, list]:
+def example_pools(config: EvolutionConfig, suite, adapter) -> dict[str, list]:
     from ..runner import ANSWER_RESERVE
 
     tasks = dict.fromkeys(t for s in config.stages for t in s.tasks)
@@ -289,6 +319,8 @@ def export(run_dir: str | Path, to: str | Path | None = None) -> Path:
     provenance is the last one measured, that of the mean which sampled the last generation
     (``fitness_generation``).
     """
+    from namm_bench.adapters.llama import EMBEDDED
+
     from ..runner import code_version
     from .config import config_from_dict
 
@@ -306,7 +338,7 @@ def export(run_dir: str | Path, to: str | Path | None = None) -> Path:
         "fitness": last["mean_solution"],
         "normalised_score": last["mean_solution_score"],
         "cache_fraction": last["mean_solution_cache_fraction"],
-        "model": config.model or "smollm2-135m-instruct",
+        "model": config.model or EMBEDDED,
         "suite": config.suite,
         "config": config.to_dict(),
         "code_version": code_version(),

@@ -161,8 +161,8 @@ class RunningStats:
         return stats
 
     def merge(self, values: torch.Tensor) -> None:
-        """Pool the rows of ``values`` (..., dim) into the statistics."""
-        flat = values.reshape(-1, values.shape[-1]).double()
+        """Pool the rows of ``values`` (..., dim, on any device) into the statistics (kept on theirs)."""
+        flat = values.reshape(-1, values.shape[-1]).to(self.mean.device).double()
         n = flat.shape[0]
         if n == 0:
             return
