@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from .files import write_atomic
+from .files import write_atomic, write_figure
 from .results import ResultsStore
 
 logger = logging.getLogger(__name__)
@@ -201,10 +200,7 @@ def write_plot(summary: pd.DataFrame, path: Path) -> Path | None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    png = io.BytesIO()
-    fig.savefig(png, format="png", dpi=100)
-    plt.close(fig)
-    write_atomic(path, png.getvalue())
+    write_figure(fig, path)
     return path
 
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..files import write_atomic
+from ..files import write_atomic, write_figure
 from ..namm.checkpoint import NammCheckpoint, save_checkpoint
 from ..namm.features import RunningStats
 from .cmaes import CMAES
@@ -306,10 +306,7 @@ def plot_fitness(rows: list[dict[str, Any]], path: Path) -> None:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    write_atomic(path, buf.getvalue())
+    write_figure(fig, path)
 
 
 def export(run_dir: str | Path, to: str | Path | None = None) -> Path:
