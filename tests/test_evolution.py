@@ -80,6 +80,34 @@ def test_fast_fitness_zero_namm_is_full_cache_and_batching_changes_nothing(tiny_
         assert frac.item() == fractions[i].item()
 
 
+def test_fast_fitness_interval_evictions(tiny_setup):
+    adapter, suite, config, examples = tiny_setup
+    ex = examples[0]
+    torch.manual_seed(0)
+    params = torch.cat([torch.zeros(1, config.namm.num_params), 0.5 * torch.randn(3, config.namm.num_params)])
+    once = FastFitness(adapter, suite, config)
+    ema, full = once.prepare(ex)
+    stats = RunningStats.pooled([ema])
+    end_scores, end_fractions = once.members(ex, params, stats)
+
+    def interval_mode(interval):
+        changes = {"fast_evictions": "interval", "interval": interval, "chunk_size": 32}
+        cfg = config_from_dict({**config.to_dict(), **changes})
+        fitness = FastFitness(adapter, suite, cfg)
+        fitness.prepare(ex)
+        return fitness, fitness.members(ex, params, stats)
+
+    # No call inside the context: the same single eviction at its end.
+    _, (scores, fractions) = interval_mode(4096)
+    assert torch.equal(scores, end_scores) and torch.equal(fractions, end_fractions)
+    # Calls every 64 tokens: the zero NAMM still keeps everything; random members evict more often.
+    fitness, (scores, fractions) = interval_mode(64)
+    prefilled = fitness._prefilled[ex.example_id]
+    assert [n for n, _ in prefilled.calls] == list(range(64, prefilled.length, 64))
+    assert scores[0].item() == pytest.approx(full, abs=1e-6) and fractions[0] == 1.0
+    assert not torch.equal(fractions[1:], end_fractions[1:]), "evicting at every call changes what is kept"
+
+
 class AnswerRecorder:
     """Stands in for the suite: its metric counts the answers it was given."""
 

@@ -10,6 +10,7 @@ from typing import Any
 from ..namm.scorer import NammConfig
 
 FITNESS_MODES = ("fast", "paper")
+FAST_EVICTIONS = ("end", "interval")
 
 
 class ConfigError(ValueError):
@@ -45,6 +46,12 @@ class EvolutionConfig:
     member_batch
         Members scored together in one forward (``fast``). Batches are fixed before they are
         spread over ranks, so any number of ranks computes the same numbers.
+    fast_evictions
+        ``end``: a ``fast`` member evicts once, at the end of the context. ``interval``: also at
+        every ``interval`` tokens, as the streaming protocol does, each time from the full-cache
+        spectrogram of that moment restricted to the tokens it still holds (the KV entries stay
+        the full-cache ones, so this follows the streaming evictions, not their effect on later
+        tokens).
     sparsity_target, sparsity_weight
         Fitness minus ``sparsity_weight * max(0, cache_fraction - sparsity_target)``. The paper's
         released runs use no such term (its ``SparsityAuxiliaryLoss`` is off); without one nothing
@@ -59,6 +66,7 @@ class EvolutionConfig:
     sigma0: float = 0.065
     elite_ratio: float = 0.5
     fitness: str = "fast"
+    fast_evictions: str = "end"
     pool_per_task: int = 32
     examples_per_task: int = 8
     pool_seed: int = 1000
@@ -99,6 +107,8 @@ class EvolutionConfig:
             raise ConfigError(f"sigma0 must be positive, got {self.sigma0}")
         if self.fitness not in FITNESS_MODES:
             raise ConfigError(f"unknown fitness mode {self.fitness!r}; known: {', '.join(FITNESS_MODES)}")
+        if self.fast_evictions not in FAST_EVICTIONS:
+            raise ConfigError(f"unknown fast_evictions {self.fast_evictions!r}; known: {', '.join(FAST_EVICTIONS)}")
         if not 1 <= self.examples_per_task <= self.pool_per_task:
             raise ConfigError(
                 f"examples_per_task ({self.examples_per_task}) must be between 1 and pool_per_task "

@@ -6,8 +6,9 @@ the NAMM's features (the EMA spectrogram). A member's BAM scores select, per lay
 the kept entries are gathered per member, the members are stacked into one batch (padding
 masked), and the question plus the gold answer run teacher-forced on top. The score is the
 geometric mean probability of the gold answer tokens. One eviction at the end of the context
-stands in for the streaming calls, so it is an approximation of ``paper``; the docs report how
-well the two rank members alike.
+(``fast_evictions = "end"``) or one at each ``interval`` call and at the end, from the full-cache
+spectrogram of that moment (``"interval"``), stands in for the streaming calls, so it is an
+approximation of ``paper``; the docs report how well the two rank members alike.
 
 ``paper``: the paper's fitness, ``namm-reference.md`` section 5.2: each member runs the streaming
 protocol (a NAMM call every ``interval`` tokens) and its greedy answer is scored by the task
@@ -19,7 +20,7 @@ full-cache score of every example once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -34,19 +35,30 @@ from ..policies.namm import NAMM
 
 
 class SpectrogramRecorder(MemoryPolicy):
-    """Keeps every token and records the NAMM's EMA spectrogram of the attention they received."""
+    """Keeps every token and records the NAMM's EMA spectrogram of the attention they received.
+
+    ``calls`` holds, for every policy call, the tokens seen and each layer's EMA at that moment.
+    """
 
     name = "spectrogram-recorder"
     needs_attention = True
 
     def __init__(self, ema_coeff: float) -> None:
         self.spectra = LayerSpectrograms(ema_coeff)
+        self.calls: list[tuple[int, list[torch.Tensor]]] = []
 
     def reset(self, num_layers: int) -> None:
         self.spectra.reset(num_layers)
+        self.calls = []
 
     def observe(self, layer: int, attention: torch.Tensor) -> None:
         self.spectra.observe(layer, attention)
+
+    def select(self, layer, keys, values, positions, tokens_seen):
+        if layer == 0:
+            self.calls.append((tokens_seen, []))
+        self.calls[-1][1].append(self.spectra.states[layer].ema.clone())
+        return None
 
 
 @dataclass
@@ -59,6 +71,7 @@ class Prefilled:
     tail: torch.Tensor  # (1, T) question, chat suffix, gold answer
     answer_from: int  # index in ``tail`` of the first gold answer token
     full_score: float = 0.0
+    calls: list[tuple[int, torch.Tensor]] = field(default_factory=list)  # (tokens seen, EMA) at interval calls
 
     @property
     def length(self) -> int:
@@ -66,7 +79,11 @@ class Prefilled:
 
 
 def record_context(adapter, config, example):
-    """Prefill ``example``'s context with the full cache: (prompt, context length, cache, raw EMA (L, H, N, 17))."""
+    """Prefill ``example``'s context with the full cache.
+
+    Returns the prompt, the context length, the cache, the raw EMA (L, H, N, 17) at the end of the
+    context and, for every ``interval`` call on the way, (tokens seen, EMA then).
+    """
     from transformers import DynamicCache
 
     prompt = adapter.build_prompt(example)
@@ -86,11 +103,37 @@ def record_context(adapter, config, example):
 
     with controller.attach(adapter.model, cache, adapter.attention_modules()):
         controller.prefill(forward, context)
-    return prompt, context, cache, torch.cat([s.ema for s in recorder.spectra.states])
+    calls = [(n, torch.cat(emas)) for n, emas in recorder.calls if n < context]
+    return prompt, context, cache, torch.cat([s.ema for s in recorder.spectra.states]), calls
+
+
+def _interval_selections(ex: Prefilled, params: torch.Tensor, stats: RunningStats, cfg: NammConfig) -> list[list]:
+    """As ``_selections``, evicting at every interval call and at the end of the context.
+
+    At each call a member scores the tokens it still holds plus those that arrived since, from
+    the full-cache spectrogram of that moment, as the streaming protocol would.
+    """
+    steps = [*ex.calls, (ex.length, ex.ema)]
+    heads, device = ex.ema.shape[1], ex.ema.device
+    out = []
+    for p in params:
+        w = BamWeights.unflatten(p, cfg).to(device)
+        layers = []
+        for layer in range(ex.ema.shape[0]):
+            kept, seen = torch.empty(1, heads, 0, dtype=torch.long, device=device), 0
+            for n, ema in steps:
+                candidates = torch.cat([kept, torch.arange(seen, n, device=device).expand(1, heads, -1)], dim=-1)
+                spectra = ema[layer : layer + 1].gather(2, candidates[..., None].expand(-1, -1, -1, ema.shape[-1]))
+                features = token_features(spectra, candidates, stats, cfg.recency_dims, cfg.recency_max_freq)
+                idx = binary_selection(bam_scores(features, w))
+                kept, seen = (candidates if idx is None else candidates.gather(-1, idx)), n
+            layers.append(None if kept.shape[-1] == ex.length else kept)
+        out.append(layers)
+    return out
 
 
 def _selections(ex: Prefilled, params: torch.Tensor, stats: RunningStats, cfg: NammConfig) -> list[list]:
-    """Per member, per layer: indices to keep (1, H, K) or None (keep all)."""
+    """Per member, per layer: indices to keep (1, H, K) or None (keep all), evicting once at the end."""
     num_layers, heads, n = ex.ema.shape[:3]
     positions = torch.arange(n, device=ex.ema.device).expand(num_layers, heads, n)
     features = token_features(ex.ema, positions, stats, cfg.recency_dims, cfg.recency_max_freq)
@@ -121,7 +164,7 @@ class FastFitness:
 
     def _prefill(self, example) -> Prefilled:
         adapter = self.adapter
-        prompt, context, cache, ema = record_context(adapter, self.config, example)
+        prompt, context, cache, ema, calls = record_context(adapter, self.config, example)
         answer = adapter.tokenizer.encode(example.answer, add_special_tokens=False)
         if not answer:
             raise ValueError(f"{example.example_id}: fast fitness needs a gold answer, and this example has none")
@@ -132,6 +175,7 @@ class FastFitness:
             ema=ema,
             tail=tail,
             answer_from=tail.shape[1] - len(answer),
+            calls=calls if self.config.fast_evictions == "interval" else [],
         )
         ex.full_score = float(self._forward(ex, [[None] * len(ex.keys)])[0][0])
         return ex
@@ -140,7 +184,8 @@ class FastFitness:
     def members(self, example, params: torch.Tensor, stats: RunningStats) -> tuple[torch.Tensor, torch.Tensor]:
         """Scores and cache fractions (M,) of the members ``params`` (M, P), in one batch."""
         ex = self._prefilled[example.example_id]
-        return self._forward(ex, _selections(ex, params, stats, self.config.namm))
+        select = _interval_selections if self.config.fast_evictions == "interval" else _selections
+        return self._forward(ex, select(ex, params, stats, self.config.namm))
 
     def _forward(self, ex: Prefilled, selections: list[list]) -> tuple[torch.Tensor, torch.Tensor]:
         from transformers import DynamicCache

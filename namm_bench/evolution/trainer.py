@@ -32,7 +32,7 @@ from ..files import write_atomic, write_figure
 from ..namm.checkpoint import NammCheckpoint, save_checkpoint
 from ..namm.features import RunningStats
 from .cmaes import CMAES
-from .config import ConfigError, EvolutionConfig, load_config
+from .config import ConfigError, EvolutionConfig, config_from_dict, load_config
 from .distributed import World, barrier, broadcast, close_world, init_world, sum_over_ranks
 from .fitness import FITNESS
 
@@ -246,8 +246,9 @@ def _open_run(out: Path, config: EvolutionConfig, resume: bool) -> dict[str, Any
         return None
     if not (out / CONFIG_FILE).is_file():
         raise EvolutionError(f"--resume: {out} holds no evolution run ({CONFIG_FILE} missing)")
-    stored = json.loads((out / CONFIG_FILE).read_text())
-    if stored != json.loads(json.dumps(config.to_dict())):
+    # Read back through the loader, so options added since the run started compare at their defaults.
+    stored = config_from_dict(json.loads((out / CONFIG_FILE).read_text()), str(out / CONFIG_FILE)).to_dict()
+    if stored != config.to_dict():
         changed = sorted(k for k in set(stored) | set(config.to_dict()) if stored.get(k) != config.to_dict().get(k))
         raise EvolutionError(f"--resume: the config differs from the one {out} was started with ({', '.join(changed)})")
     if not state_path.exists():
@@ -319,7 +320,6 @@ def export(run_dir: str | Path, to: str | Path | None = None) -> Path:
     from namm_bench.adapters.llama import EMBEDDED
 
     from ..runner import code_version
-    from .config import config_from_dict
 
     run_dir = Path(run_dir)
     state = load_state(run_dir)
