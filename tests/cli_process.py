@@ -14,8 +14,8 @@ RUN_DIR = tempfile.gettempdir()
 
 def command(*args, torchrun: bool = False) -> list[str]:
     """The argv of ``namm-bench ARGS`` (under ``torchrun`` with 2 ranks when asked)."""
-    head = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"] if torchrun else []
-    return [*(head or [sys.executable]), "-m", "namm_bench", *args]
+    head = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    return [*(head if torchrun else [sys.executable]), "-m", "namm_bench", *args]
 
 
 def cli(*args, check: bool = True, torchrun: bool = False) -> subprocess.CompletedProcess:

@@ -88,7 +88,7 @@ def evolve(
         pools = example_pools(config, suite, adapter)
         if world.is_main and state is None:
             out.mkdir(parents=True, exist_ok=True)
-            write_atomic(out / CONFIG_FILE, json.dumps(config.to_dict(), indent=2).encode())
+            write_atomic(out / CONFIG_FILE, json.dumps(config.to_dict(), indent=2))
         if state is None:
             cma = CMAES(config.namm.num_params, config.population, config.sigma0, config.elite_ratio, config.seed)
             state = {"generation": 0, "stats": None, "log": []}
@@ -279,12 +279,12 @@ def _save_state(out: Path, state: dict[str, Any]) -> None:
 
 
 def _write_logs(out: Path, rows: list[dict[str, Any]]) -> None:
-    write_atomic(out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
+    write_atomic(out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=LOG_FIELDS)
     writer.writeheader()
     writer.writerows(rows)
-    write_atomic(out / "log.csv", buf.getvalue().encode())
+    write_atomic(out / "log.csv", buf.getvalue())
     plot_fitness(rows, out / "fitness.png")
 
 
