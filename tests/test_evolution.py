@@ -227,6 +227,19 @@ def test_log_plot_and_export(reference_run, tmp_path):
     assert ckpt.provenance["seed"] == 3 and ckpt.config.hidden_dim == 4
 
 
+def test_init_starts_from_a_checkpoint_with_its_statistics(reference_run, tiny_model_dir, tmp_path):
+    _, reference = reference_run
+    namm_bench("export", str(reference), "--to", str(tmp_path / "start"))
+    start = load_checkpoint(tmp_path / "start")
+    warm = write_config(tmp_path / "warm.toml", tiny_model_dir, init=str(tmp_path / "start"))
+    namm_bench("evolve", str(warm), "--out", str(tmp_path / "run"), "--stop-after", "1")
+    state = load_state(tmp_path / "run")
+    assert np.array_equal(CMAES.from_state(state["cma"]).es.x0, start.params.double().numpy())
+    assert torch.equal(state["stats"]["mean"], start.stats.mean) and state["stats"]["count"] == start.stats.count
+    namm_bench("export", str(tmp_path / "run"), "--to", str(tmp_path / "end"))
+    assert load_checkpoint(tmp_path / "end").provenance["init"] == str(tmp_path / "start")
+
+
 # ----------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize(
     "overrides, message",
@@ -235,6 +248,7 @@ def test_log_plot_and_export(reference_run, tmp_path):
         ({"population": 1}, "population must be at least 2"),
         ({"examples_per_task": 9}, "examples_per_task (9) must be between 1 and pool_per_task (3)"),
         ({"fitness": "slow"}, "unknown fitness mode 'slow'"),
+        ({"init": "no/such/namm"}, "init: NAMM checkpoint no/such/namm does not exist"),
     ],
 )
 def test_bad_config_is_one_clear_error_and_writes_nothing(tiny_model_dir, tmp_path, overrides, message):

@@ -24,7 +24,9 @@ import numpy as np
 class CMAES:
     """Maximises fitness. ``ask`` returns the population (population, dim) as float64."""
 
-    def __init__(self, dim: int, population: int, sigma0: float, elite_ratio: float, seed: int) -> None:
+    def __init__(
+        self, dim: int, population: int, sigma0: float, elite_ratio: float, seed: int, x0: np.ndarray | None = None
+    ) -> None:
         opts = {
             "popsize": population,
             "CMA_mu": max(1, int(population * elite_ratio)),
@@ -34,7 +36,8 @@ class CMAES:
             "verbose": -9,
             "CMA_diagonal": False,
         }
-        self.es = cma.CMAEvolutionStrategy(np.zeros(dim), sigma0, opts)  # the zero NAMM keeps everything
+        x0 = np.zeros(dim) if x0 is None else np.asarray(x0, dtype=np.float64)  # the zero NAMM keeps everything
+        self.es = cma.CMAEvolutionStrategy(x0, sigma0, opts)
 
     def ask(self, number: int | None = None) -> np.ndarray:
         """The next population, or ``number`` samples from the current distribution."""

@@ -56,6 +56,10 @@ class EvolutionConfig:
         Fitness minus ``sparsity_weight * max(0, cache_fraction - sparsity_target)``. The paper's
         released runs use no such term (its ``SparsityAuxiliaryLoss`` is off); without one nothing
         rewards eviction on tasks where the full cache is best. Weight 0 turns it off.
+    init
+        A NAMM checkpoint directory whose parameters are CMA-ES's starting mean and whose
+        normalisation statistics replace generation 0's (so its parameters keep their meaning).
+        ``""`` starts from the zero NAMM, as the paper does.
     """
 
     stages: tuple[Stage, ...]
@@ -75,6 +79,7 @@ class EvolutionConfig:
     sparsity_weight: float = 0.0
     interval: int = 512
     chunk_size: int = 128
+    init: str = ""
     namm: NammConfig = field(default_factory=NammConfig)
 
     @property
@@ -116,6 +121,15 @@ class EvolutionConfig:
             )
         if self.member_batch < 1:
             raise ConfigError(f"member_batch must be positive, got {self.member_batch}")
+        if self.init:
+            from ..namm.checkpoint import CheckpointError, load_checkpoint
+
+            try:
+                start = load_checkpoint(self.init)
+            except CheckpointError as err:
+                raise ConfigError(f"init: {err}") from err
+            if start.config != self.namm:
+                raise ConfigError(f"init: {self.init} has NAMM config {start.config}, the run has {self.namm}")
         if not self.stages:
             raise ConfigError("the config has no [[stages]]")
         for i, stage in enumerate(self.stages):

@@ -6,7 +6,8 @@ example (members spread over ranks in fixed batches), turn scores into fitness (
 of score / full-cache score, minus the optional sparsity term), tell CMA-ES, then write the
 whole state atomically. The normalisation statistics are pooled from the full-cache features of
 generation 0's examples and frozen from then on (the reference freezes them after iteration 0);
-they do not depend on any member, so every rank computes the same ones.
+they do not depend on any member, so every rank computes the same ones. A run started from a
+checkpoint (``init``) keeps that checkpoint's statistics instead.
 
 Run directory: ``config.json`` (the config, checked on ``--resume``), ``state.pkl`` (CMA-ES,
 NumPy generator, statistics, log; replaced atomically every generation), ``log.jsonl`` and
@@ -29,7 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..files import write_atomic, write_figure
-from ..namm.checkpoint import NammCheckpoint, save_checkpoint
+from ..namm.checkpoint import NammCheckpoint, load_checkpoint, save_checkpoint
 from ..namm.features import RunningStats
 from .cmaes import CMAES
 from .config import ConfigError, EvolutionConfig, config_from_dict, load_config
@@ -90,8 +91,7 @@ def evolve(
             out.mkdir(parents=True, exist_ok=True)
             write_atomic(out / CONFIG_FILE, json.dumps(config.to_dict(), indent=2))
         if state is None:
-            cma = CMAES(config.namm.num_params, config.population, config.sigma0, config.elite_ratio, config.seed)
-            state = {"generation": 0, "stats": None, "log": []}
+            cma, state = _fresh_start(config)
         else:
             cma = CMAES.from_state(state["cma"])
             if world.is_main:  # a kill between the state and the logs left the logs a row short
@@ -162,6 +162,17 @@ def _generation(state, cma: CMAES, config: EvolutionConfig, fitness, pools, worl
         "sigma": cma.sigma,
         "seconds": round(time.perf_counter() - began, 2),
     }
+
+
+def _fresh_start(config: EvolutionConfig) -> tuple[CMAES, dict[str, Any]]:
+    """CMA-ES at the zero NAMM with statistics still to pool, or at ``config.init`` with its statistics."""
+    x0, stats = None, None
+    if config.init:
+        start = load_checkpoint(config.init)
+        x0 = start.params.double().numpy()
+        stats = {"mean": start.stats.mean, "var": start.stats.var, "count": start.stats.count}
+    cma = CMAES(config.namm.num_params, config.population, config.sigma0, config.elite_ratio, config.seed, x0)
+    return cma, {"generation": 0, "stats": stats, "log": []}
 
 
 def sample_examples(config: EvolutionConfig, pools: dict[str, list], generation: int) -> list:
@@ -337,6 +348,7 @@ def export(run_dir: str | Path, to: str | Path | None = None) -> Path:
         "cache_fraction": last["mean_solution_cache_fraction"],
         "model": config.model or EMBEDDED,
         "suite": config.suite,
+        "init": config.init or None,
         "config": config.to_dict(),
         "code_version": code_version(),
     }
