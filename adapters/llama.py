@@ -97,11 +97,11 @@ class Generation:
 
 
 def middle_truncate(ids: list[int], max_tokens: int) -> list[int]:
-    """Keep the first and last ``max_tokens // 2`` tokens, LongBench's rule for long prompts."""
+    """Keep the first and the last ``max_tokens // 2`` tokens, LongBench's rule for long prompts."""
     if len(ids) <= max_tokens:
         return ids
     half = max_tokens // 2
-    return ids[:half] + ids[len(ids) - (max_tokens - half) :]
+    return ids[:half] + ids[len(ids) - half :]
 
 
 class LlamaAdapter:
@@ -141,18 +141,19 @@ class LlamaAdapter:
         eos = self.model.generation_config.eos_token_id
         eos = eos if isinstance(eos, list) else [eos]
         self.stop_ids = {int(t) for t in [*eos, self.tokenizer.eos_token_id] if t is not None}
-        self._template_overhead = len(self._chat_ids("")) if self.tokenizer.chat_template else 0
+        self._overhead = {chat: len(self._encode("", chat)) for chat in (True, False)}
 
     # ----------------------------------------------------------------- prompts
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
 
-    def max_prompt_tokens(self, max_new_tokens: int) -> int:
-        """User-text tokens that fit the context beside the chat template and the answer."""
-        return self.max_context - max_new_tokens - self._template_overhead
+    def max_prompt_tokens(self, max_new_tokens: int, chat: bool = True) -> int:
+        """User-text tokens that fit the context beside the chat template (or special tokens) and the answer."""
+        return self.max_context - max_new_tokens - self._overhead[chat]
 
-    def _chat_ids(self, user_text: str) -> list[int]:
-        if not self.tokenizer.chat_template:
+    def _encode(self, user_text: str, chat: bool = True) -> list[int]:
+        """Token ids of the prompt: the chat template around the text, or the text as is."""
+        if not chat or not self.tokenizer.chat_template:
             return self.tokenizer.encode(user_text, add_special_tokens=True)
         enc = self.tokenizer.apply_chat_template(
             [{"role": "user", "content": user_text}],
@@ -163,27 +164,34 @@ class LlamaAdapter:
         return list(enc["input_ids"])
 
     def build_prompt(self, example: TextExample) -> Prompt:
-        """Chat prompt of ``context + question``, middle-truncated to fit the model if needed."""
-        user_ids = self.tokenizer.encode(example.context + example.question, add_special_tokens=False)
-        budget = self.max_prompt_tokens(example.max_new_tokens)
-        if budget < 1:
+        """Prompt of ``context + question``, middle-truncated to fit the model if needed.
+
+        As LongBench's ``pred.py``: the text is tokenised without special tokens, and if longer than
+        the budget its first and last halves are decoded back to text and joined; the chat
+        template (unless ``example.chat`` is False) wraps the result.
+        """
+        user_text = example.context + example.question
+        user_ids = self.tokenizer.encode(user_text, add_special_tokens=False)
+        budget = self.max_prompt_tokens(example.max_new_tokens, example.chat)
+        if budget < 2:
             raise ValueError(f"{example.example_id}: no room for a prompt in a {self.max_context}-token context")
         kept = middle_truncate(user_ids, budget)
         truncated = len(user_ids) - len(kept)
-        user_text = example.context + example.question
         if truncated:
             half = budget // 2
-            user_text = self.tokenizer.decode(kept[:half]) + self.tokenizer.decode(kept[half:])
+            decode = lambda part: self.tokenizer.decode(part, skip_special_tokens=True)  # noqa: E731
+            user_text = decode(kept[:half]) + decode(kept[half:])
             log.info("%s: prompt middle-truncated by %d tokens", example.example_id, truncated)
-        ids = self._chat_ids(user_text)
+        ids = self._encode(user_text, example.chat)
         if len(ids) + example.max_new_tokens > self.max_context:  # re-tokenising may add a few tokens
             ids = middle_truncate(ids, self.max_context - example.max_new_tokens)
-        context_text = user_text[: len(user_text) - len(example.question)]
-        return Prompt(torch.tensor([ids], device=self.device), self._question_start(ids, context_text), truncated)
+        context_text = user_text[: max(0, len(user_text) - len(example.question))]
+        question_start = self._question_start(ids, self._encode(context_text, example.chat))
+        return Prompt(torch.tensor([ids], device=self.device), question_start, truncated)
 
-    def _question_start(self, ids: list[int], context_text: str) -> int:
+    @staticmethod
+    def _question_start(ids: list[int], context_only: list[int]) -> int:
         """Index of the first token of the question: the rest after the longest shared prefix."""
-        context_only = self._chat_ids(context_text)
         shared = 0
         for a, b in zip(ids, context_only, strict=False):
             if a != b:
@@ -226,9 +234,23 @@ class LlamaAdapter:
                 if token in self.stop_ids:
                     break
                 new.append(token)
-                if len(new) == example.max_new_tokens:
+                if len(new) == example.max_new_tokens or _stop_at(self._decode(new), example.stop) is not None:
                     break
                 step_ids = torch.tensor([[token]], device=self.device)
                 logits = controller.step(lambda s, e, t=step_ids: forward(t, s, e))
-        text = self.tokenizer.decode(new, skip_special_tokens=True)
+        text = self._decode(new)
+        text = text[: _stop_at(text, example.stop)]
         return Generation(text, prompt, len(new), controller, time.perf_counter() - began)
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+
+def _stop_at(text: str, stops: tuple[str, ...]) -> int | None:
+    """Where the first stop string starts in ``text`` (past its first character), or None.
+
+    A stop string as the very first character does not end the answer: LongBench forbids its
+    newline stop on the first generated token (``min_length``).
+    """
+    found = [i for i in (text.find(s, 1) for s in stops) if i >= 0]
+    return min(found) if found else None

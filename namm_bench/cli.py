@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma list of RATIO (0.25), TOKENS (512) or match; applies to h2o and l2 (default 0.25)",
     )
     run.add_argument("--protocol", choices=PROTOCOLS, default="streaming")
+    run.add_argument("--data-dir", default=None, help="directory of the suite's data files (suites that read files)")
     run.add_argument("--tasks", type=_csv, default=None, help="comma list of tasks (default: all of the suite)")
     run.add_argument("--limit", type=int, default=None, help="examples per task")
     run.add_argument("--seed", type=int, default=0)
@@ -131,6 +132,7 @@ def _run(args: argparse.Namespace) -> int:
         seed=args.seed,
         namm_checkpoint=args.namm_checkpoint,
         device=device,
+        data_dir=args.data_dir,
     )
     out = run_suite(spec)
     print(f"results: {out / 'results.jsonl'}  (tables: namm-bench report {out})")

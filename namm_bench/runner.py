@@ -40,6 +40,7 @@ class RunSpec:
     seed: int = 0
     namm_checkpoint: str | None = None
     device: str = "cpu"
+    data_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ def run_suite(spec: RunSpec) -> Path:
     from namm_bench.suites import get_suite
 
     # Everything a user can get wrong is checked before the model loads.
-    suite = get_suite(spec.suite)
+    suite = get_suite(spec.suite, spec.data_dir)
     tasks = spec.tasks or suite.tasks()
     unknown = [t for t in tasks if t not in suite.tasks()]
     if unknown:
@@ -121,6 +122,8 @@ def run_suite(spec: RunSpec) -> Path:
         )
     if spec.limit is not None and spec.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {spec.limit}")
+    if hasattr(suite, "check"):  # suites that read files find them (or say where they looked) now
+        suite.check(tasks)
     plan = variants(spec)
     namm = load_namm(spec)
     adapter = get_adapter(suite.adapter, spec.model, device=spec.device)

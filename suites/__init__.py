@@ -7,17 +7,26 @@ from .base import Suite, TextExample, TokenCounter
 __all__ = ["SUITES", "Suite", "TextExample", "TokenCounter", "get_suite"]
 
 
-def _synthetic() -> Suite:
+def _synthetic(data_dir: str | None = None) -> Suite:
     from .synthetic import SyntheticSuite
 
+    if data_dir is not None:
+        raise ValueError("suite synthetic generates its examples: --data-dir does not apply")
     return SyntheticSuite()
 
 
-SUITES = {"synthetic": _synthetic}
+def _longbench(data_dir: str | None = None) -> Suite:
+    from .longbench import LongBenchSuite
+
+    return LongBenchSuite(data_dir)
 
 
-def get_suite(name: str) -> Suite:
-    """Build the suite registered as ``name``; unknown names get one clear error."""
+SUITES = {"synthetic": _synthetic, "longbench": _longbench}
+"""Suite name -> factory(data_dir); imports stay lazy so the CLI starts fast."""
+
+
+def get_suite(name: str, data_dir: str | None = None) -> Suite:
+    """Build the suite registered as ``name`` (reading ``data_dir`` where it has data files)."""
     if name not in SUITES:
         raise ValueError(f"unknown suite {name!r}; known suites: {', '.join(sorted(SUITES))}")
-    return SUITES[name]()
+    return SUITES[name](data_dir)

@@ -20,7 +20,9 @@ class TextExample:
 
     The user message is ``context + question``. Suites put the task instruction and the long
     document in ``context`` and the final question in ``question``, so a protocol can compress
-    the context alone and append the question afterwards.
+    the context alone and append the question afterwards. ``chat=False`` feeds the text as is
+    (tokenizer's special tokens only) instead of wrapping it in the chat template; generation
+    ends at the first of the ``stop`` strings, which is cut off.
     """
 
     task: str
@@ -30,6 +32,8 @@ class TextExample:
     answer: str
     max_new_tokens: int
     meta: dict[str, Any] = field(default_factory=dict)
+    chat: bool = True
+    stop: tuple[str, ...] = ()
 
 
 class Suite(Protocol):
