@@ -163,19 +163,20 @@ class LlamaAdapter:
         )
         return list(enc["input_ids"])
 
-    def build_prompt(self, example: TextExample) -> Prompt:
+    def build_prompt(self, example: TextExample, truncate: bool = True) -> Prompt:
         """Prompt of ``context + question``, middle-truncated to fit the model if needed.
 
         As LongBench's ``pred.py``: the text is tokenised without special tokens, and if longer than
         the budget its first and last halves are decoded back to text and joined; the chat
-        template (unless ``example.chat`` is False) wraps the result.
+        template (unless ``example.chat`` is False) wraps the result. ``truncate=False`` keeps the
+        whole text, positions past the model's context included (a memory policy bounds the cache).
         """
         user_text = example.context + example.question
         user_ids = self.tokenizer.encode(user_text, add_special_tokens=False)
         budget = self.max_prompt_tokens(example.max_new_tokens, example.chat)
         if budget < 2:
             raise ValueError(f"{example.example_id}: no room for a prompt in a {self.max_context}-token context")
-        kept = middle_truncate(user_ids, budget)
+        kept = middle_truncate(user_ids, budget) if truncate else user_ids
         truncated = len(user_ids) - len(kept)
         if truncated:
             half = budget // 2
@@ -183,7 +184,7 @@ class LlamaAdapter:
             user_text = decode(kept[:half]) + decode(kept[half:])
             log.info("%s: prompt middle-truncated by %d tokens", example.example_id, truncated)
         ids = self._encode(user_text, example.chat)
-        if len(ids) + example.max_new_tokens > self.max_context:  # re-tokenising may add a few tokens
+        if truncate and len(ids) + example.max_new_tokens > self.max_context:  # re-tokenising may add a few
             ids = middle_truncate(ids, self.max_context - example.max_new_tokens)
         context_text = user_text[: max(0, len(user_text) - len(example.question))]
         question_start = self._question_start(ids, self._encode(context_text, example.chat))
@@ -205,12 +206,14 @@ class LlamaAdapter:
         return [m for m in self.model.modules() if hasattr(m, "layer_idx") and hasattr(m, "num_key_value_groups")]
 
     @torch.inference_mode()
-    def generate(self, example: TextExample, policy: MemoryPolicy, config: ControllerConfig) -> Generation:
-        """Greedy answer of ``example`` with ``policy`` managing the cache."""
+    def generate(
+        self, example: TextExample, policy: MemoryPolicy, config: ControllerConfig, truncate: bool = True
+    ) -> Generation:
+        """Greedy answer of ``example`` with ``policy`` managing the cache (``truncate``: see ``build_prompt``)."""
         from transformers import DynamicCache
 
         began = time.perf_counter()
-        prompt = self.build_prompt(example)
+        prompt = self.build_prompt(example, truncate)
         cache = DynamicCache(config=self.model.config)
         controller = MemoryController(policy, config)
 

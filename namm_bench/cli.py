@@ -34,6 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--protocol", choices=PROTOCOLS, default="streaming")
     run.add_argument("--data-dir", default=None, help="directory of the suite's data files (suites that read files)")
+    run.add_argument(
+        "--long-inputs",
+        choices=("truncate", "stream"),
+        default="truncate",
+        help="prompts longer than the context: middle-truncate (default) or feed whole (the policy bounds the cache)",
+    )
     run.add_argument("--tasks", type=_csv, default=None, help="comma list of tasks (default: all of the suite)")
     run.add_argument("--limit", type=int, default=None, help="examples per task")
     run.add_argument("--seed", type=int, default=0)
@@ -133,6 +139,7 @@ def _run(args: argparse.Namespace) -> int:
         namm_checkpoint=args.namm_checkpoint,
         device=device,
         data_dir=args.data_dir,
+        long_inputs=args.long_inputs,
     )
     out = run_suite(spec)
     print(f"results: {out / 'results.jsonl'}  (tables: namm-bench report {out})")

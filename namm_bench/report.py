@@ -74,6 +74,9 @@ def summary_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     for name, default in _OPTIONAL_FIELDS.items():
         if name not in df.columns:
             df[name] = default
+    if "long_inputs" in df.columns:  # a policy fed whole inputs is its own column beside the truncated ones
+        stream = df["long_inputs"] == "stream"
+        df.loc[stream, "policy"] = df.loc[stream, "policy"] + " (stream)"
 
     failed = df["error"].map(lambda e: not _is_missing(e) and e != "").astype(bool)
     ok = ~failed

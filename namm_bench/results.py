@@ -18,8 +18,10 @@ logger = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.jsonl"
 
-KEY_FIELDS: tuple[str, ...] = ("model", "suite", "task", "example_id", "policy", "budget", "protocol")
+KEY_FIELDS: tuple[str, ...] = ("model", "suite", "task", "example_id", "policy", "budget", "protocol", "long_inputs")
 """Fields that identify a row; a results file holds at most one row per key."""
+KEY_DEFAULTS: dict[str, Any] = {"long_inputs": "truncate"}
+"""Key fields added later, and the value rows written before them have."""
 
 RowKey = tuple[Any, ...]
 
@@ -29,7 +31,7 @@ class ResultsFileError(ValueError):
 
 
 def row_key(row: dict[str, Any]) -> RowKey:
-    """Return the key ``(model, suite, task, example_id, policy, budget, protocol)`` of ``row``.
+    """Return the key ``(model, suite, task, example_id, policy, budget, protocol, long_inputs)`` of ``row``.
 
     Parameters
     ----------
@@ -46,10 +48,10 @@ def row_key(row: dict[str, Any]) -> RowKey:
     ValueError
         If a key field is missing or its value is not a JSON scalar (so not hashable).
     """
-    missing = [name for name in KEY_FIELDS if name not in row]
+    missing = [name for name in KEY_FIELDS if name not in row and name not in KEY_DEFAULTS]
     if missing:
         raise ValueError(f"row is missing key field(s) {', '.join(missing)}")
-    key = tuple(row[name] for name in KEY_FIELDS)
+    key = tuple(row.get(name, KEY_DEFAULTS.get(name)) for name in KEY_FIELDS)
     for name, value in zip(KEY_FIELDS, key, strict=True):
         if value is not None and not isinstance(value, str | int | float | bool):
             raise ValueError(f"key field {name!r} must be a string or number, got {type(value).__name__}")

@@ -21,6 +21,8 @@ from .results import ResultsStore, row_key
 log = logging.getLogger(__name__)
 
 NO_BUDGET = "none"
+LONG_INPUTS = ("truncate", "stream")
+"""How a prompt longer than the model's context is fed: middle-truncated, or whole (the policy bounds the cache)."""
 ANSWER_RESERVE = 64
 """Tokens kept free for the answer when a suite sizes its prompts to the model."""
 
@@ -41,6 +43,7 @@ class RunSpec:
     namm_checkpoint: str | None = None
     device: str = "cpu"
     data_dir: str | None = None
+    long_inputs: str = "truncate"
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,8 @@ def run_suite(spec: RunSpec) -> Path:
         raise ValueError(
             f"unknown task(s) {', '.join(unknown)} in suite {spec.suite}; known: {', '.join(suite.tasks())}"
         )
+    if spec.long_inputs not in LONG_INPUTS:
+        raise ValueError(f"--long-inputs must be one of {', '.join(LONG_INPUTS)}, got {spec.long_inputs!r}")
     if spec.limit is not None and spec.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {spec.limit}")
     if hasattr(suite, "check"):  # suites that read files find them (or say where they looked) now
@@ -136,7 +141,10 @@ def run_suite(spec: RunSpec) -> Path:
     namm_fraction = {
         (r["task"], r["example_id"]): r["cache_fraction"]
         for r in store.rows()
-        if r["policy"] == "namm" and r["protocol"] == spec.controller.protocol and r["model"] == adapter.model_name
+        if r["policy"] == "namm"
+        and r["protocol"] == spec.controller.protocol
+        and r["model"] == adapter.model_name
+        and r.get("long_inputs", "truncate") == spec.long_inputs
     }
     jobs = [(ex, v) for ex in examples for v in plan]
     bar = tqdm(jobs, desc=f"{spec.suite}", unit="run", dynamic_ncols=True)
@@ -152,7 +160,7 @@ def run_suite(spec: RunSpec) -> Path:
                 raise RuntimeError(f"{ex.example_id}: no NAMM row to match (it should have run first)")
             budget = Budget(ratio=min(1.0, max(fraction, 1e-6)))
         policy = _make(variant.policy, budget, namm)
-        gen = adapter.generate(ex, policy, spec.controller)
+        gen = adapter.generate(ex, policy, spec.controller, truncate=spec.long_inputs == "truncate")
         stats = gen.controller.stats
         row.update(
             budget_ratio=budget.ratio if isinstance(budget, Budget) else None,
@@ -196,6 +204,7 @@ def _base_row(spec: RunSpec, suite: str, model: str, ex: Any, variant: Variant) 
         "policy": variant.policy,
         "budget": variant.label,
         "protocol": cfg.protocol,
+        "long_inputs": spec.long_inputs,
         "chunk_size": cfg.chunk_size,
         "interval": cfg.interval,
         "seed": spec.seed,

@@ -21,7 +21,13 @@ def _longbench(data_dir: str | None = None) -> Suite:
     return LongBenchSuite(data_dir)
 
 
-SUITES = {"synthetic": _synthetic, "longbench": _longbench}
+def _infinitebench(data_dir: str | None = None) -> Suite:
+    from .infinitebench import InfiniteBenchSuite
+
+    return InfiniteBenchSuite(data_dir)
+
+
+SUITES = {"synthetic": _synthetic, "longbench": _longbench, "infinitebench": _infinitebench}
 """Suite name -> factory(data_dir); imports stay lazy so the CLI starts fast."""
 
 

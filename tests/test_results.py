@@ -47,7 +47,9 @@ def test_round_trip(tmp_path: Path) -> None:
     assert store.rows() == rows
     assert ResultsStore(out).rows() == rows  # a fresh store reads the same
     assert ResultsStore(out).done_keys() == {row_key(r) for r in rows}
-    assert row_key(rows[0]) == ("smollm2-135m", "longbench", "qasper", 0, "h2o", "0.25", "post-prefill")
+    # rows from before long_inputs existed were all truncated ones
+    assert row_key(rows[0]) == ("smollm2-135m", "longbench", "qasper", 0, "h2o", "0.25", "post-prefill", "truncate")
+    assert row_key({**rows[0], "long_inputs": "stream"})[-1] == "stream"
     text = (out / RESULTS_FILE).read_text(encoding="utf-8")
     assert text.endswith("\n") and text.count("\n") == 3
     assert "réponse ✓" in text  # ensure_ascii=False
