@@ -27,7 +27,18 @@ def _infinitebench(data_dir: str | None = None) -> Suite:
     return InfiniteBenchSuite(data_dir)
 
 
-SUITES = {"synthetic": _synthetic, "longbench": _longbench, "infinitebench": _infinitebench}
+def _lost_in_the_middle(data_dir: str | None = None) -> Suite:
+    from .lost_in_the_middle import LostInTheMiddleSuite
+
+    return LostInTheMiddleSuite(data_dir)
+
+
+SUITES = {
+    "synthetic": _synthetic,
+    "longbench": _longbench,
+    "infinitebench": _infinitebench,
+    "lost_in_the_middle": _lost_in_the_middle,
+}
 """Suite name -> factory(data_dir); imports stay lazy so the CLI starts fast."""
 
 
