@@ -33,11 +33,18 @@ def _lost_in_the_middle(data_dir: str | None = None) -> Suite:
     return LostInTheMiddleSuite(data_dir)
 
 
+def _choubun(data_dir: str | None = None) -> Suite:
+    from .choubun import ChouBunSuite
+
+    return ChouBunSuite(data_dir)
+
+
 SUITES = {
     "synthetic": _synthetic,
     "longbench": _longbench,
     "infinitebench": _infinitebench,
     "lost_in_the_middle": _lost_in_the_middle,
+    "choubun": _choubun,
 }
 """Suite name -> factory(data_dir); imports stay lazy so the CLI starts fast."""
 

@@ -5,6 +5,9 @@ Understanding") scores a prediction against each gold answer and keeps the best;
 reproduce its official ``metrics.py`` rule for rule, and ``tests/test_metrics.py`` checks them on
 the official metric's own scores (``../shared/data/longbench/metric_cases.jsonl``).
 
+ChouBun (Sakana AI's Japanese benchmark, introduced with NAMMs) scores F1 and Rouge-L the same
+way on MeCab words (``fugashi`` with the ``unidic-lite`` dictionary).
+
 Libraries: Rouge-L is the ``rouge`` package (1.0.1) the official code calls; Chinese words come
 from ``jieba`` as there. The code-similarity ratio is ``difflib.SequenceMatcher`` rounded to a
 whole percent, which is what the official ``fuzzywuzzy.fuzz.ratio`` computes without
@@ -19,6 +22,7 @@ import re
 import string
 from collections import Counter
 from collections.abc import Callable
+from functools import cache
 
 ZH_PUNCTUATION = (
     "！？｡。＂＃＄％＆＇（）＊＋，－／：；＜＝＞＠［＼］＾＿｀｛｜｝～｟｠｢｣､、〃》「」"
@@ -49,6 +53,17 @@ def _jieba_words(text: str) -> list[str]:
     return list(jieba.cut(text, cut_all=False))
 
 
+@cache
+def _mecab():
+    from fugashi import Tagger
+
+    return Tagger()  # the unidic-lite dictionary
+
+
+def _mecab_words(text: str) -> list[str]:
+    return [word.surface for word in _mecab()(text)]
+
+
 # ----------------------------------------------------------------------------- token F1
 def token_f1(prediction: list[str], reference: list[str]) -> float:
     """F1 of the multiset overlap of two token lists (0 when nothing is shared)."""
@@ -63,11 +78,17 @@ def qa_f1(prediction: str, answer: str, **_) -> float:
     return token_f1(normalize_answer(prediction).split(), normalize_answer(answer).split())
 
 
-def qa_f1_zh(prediction: str, answer: str, **_) -> float:
-    def words(text: str) -> list[str]:
-        return [w for w in (normalize_zh_answer(t) for t in _jieba_words(text)) if w]
+def _normalised_words(text: str, split: Callable[[str], list[str]]) -> list[str]:
+    return [w for w in (normalize_zh_answer(t) for t in split(text)) if w]
 
-    return token_f1(words(prediction), words(answer))
+
+def qa_f1_zh(prediction: str, answer: str, **_) -> float:
+    return token_f1(_normalised_words(prediction, _jieba_words), _normalised_words(answer, _jieba_words))
+
+
+def qa_f1_ja(prediction: str, answer: str, **_) -> float:
+    """ChouBun's F1: MeCab words, each normalised as LongBench's Chinese ones (no punctuation or spaces)."""
+    return token_f1(_normalised_words(prediction, _mecab_words), _normalised_words(answer, _mecab_words))
 
 
 # ----------------------------------------------------------------------------- Rouge-L
@@ -83,6 +104,11 @@ def rouge_l(prediction: str, answer: str, **_) -> float:
 
 def rouge_l_zh(prediction: str, answer: str, **_) -> float:
     return rouge_l(" ".join(_jieba_words(prediction)), " ".join(_jieba_words(answer)))
+
+
+def rouge_l_ja(prediction: str, answer: str, **_) -> float:
+    """ChouBun's Rouge-L: the ``rouge`` package on MeCab words joined by spaces."""
+    return rouge_l(" ".join(_mecab_words(prediction)), " ".join(_mecab_words(answer)))
 
 
 # ----------------------------------------------------------------------------- the rest
@@ -129,8 +155,10 @@ def code_sim(prediction: str, answer: str, **_) -> float:
 METRICS: dict[str, Callable[..., float]] = {
     "qa_f1": qa_f1,
     "qa_f1_zh": qa_f1_zh,
+    "qa_f1_ja": qa_f1_ja,
     "rouge": rouge_l,
     "rouge_zh": rouge_l_zh,
+    "rouge_ja": rouge_l_ja,
     "classification": classification,
     "count": count,
     "retrieval": retrieval,
