@@ -54,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda when available)")
 
-    rep = sub.add_parser("report", help="write DIR/report.md and DIR/report.csv from DIR/results.jsonl")
+    rep = sub.add_parser(
+        "report", help="write DIR/report.{md,csv,tex} and plots from DIR/results.jsonl (or for each DIR/*/)"
+    )
     rep.add_argument("dir", type=Path)
 
     evo = sub.add_parser("evolve", help="evolve a NAMM with CMA-ES (torchrun spreads the population over ranks)")
@@ -148,10 +150,18 @@ def _run(args: argparse.Namespace) -> int:
 
 def _report(directory: Path) -> int:
     from .report import write_report
+    from .results import RESULTS_FILE
 
-    md, csv = write_report(directory)
-    print(md.read_text())
-    print(f"wrote {md} and {csv}")
+    # A directory of result directories (like reports/) regenerates each of them.
+    runs = [directory] if (directory / RESULTS_FILE).exists() or not directory.is_dir() else []
+    runs = runs or sorted(p.parent for p in directory.glob(f"*/{RESULTS_FILE}"))
+    if not runs:
+        raise ValueError(f"{directory} holds no {RESULTS_FILE}, nor do its subdirectories")
+    for run in runs:
+        md, csv = write_report(run)
+        if len(runs) == 1:
+            print(md.read_text())
+        print(f"wrote {md}, {csv} and {md.with_suffix('.tex')}")
     return 0
 
 

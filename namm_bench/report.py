@@ -114,9 +114,9 @@ def summary_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def write_report(out_dir: Path) -> tuple[Path, Path]:
-    """Write ``report.md`` and ``report.csv`` for the results in ``out_dir``.
+    """Write ``report.md``, ``report.csv`` and ``report.tex`` (and the plots) for the results in ``out_dir``.
 
-    Both files are replaced atomically, so a reader never sees a half-written report.
+    Every file is replaced atomically, so a reader never sees a half-written report.
 
     Parameters
     ----------
@@ -146,9 +146,12 @@ def write_report(out_dir: Path) -> tuple[Path, Path]:
     md_path = out_dir / "report.md"
     csv_path = out_dir / "report.csv"
     write_atomic(csv_path, summary.to_csv(index=False, float_format="%.4f", lineterminator="\n"))
-    markdown = _markdown(summary, rows)
+    markdown, tables = _markdown(summary, rows)
+    write_atomic(out_dir / "report.tex", _latex(tables))
     if write_plot(summary, out_dir / "report.png"):
         markdown += "\n![normalised score against cache %](report.png)\n"
+    if write_layer_heatmap(rows, out_dir / "report-layers.png"):
+        markdown += "\n![share of each layer's tokens kept, per memory policy](report-layers.png)\n"
     write_atomic(md_path, markdown)
     logger.info("wrote %s and %s (%d groups from %d rows)", md_path, csv_path, len(summary), len(rows))
     return md_path, csv_path
@@ -214,8 +217,60 @@ def column_label(policy: str, budget: Any) -> str:
     return f"{policy} {budget}"
 
 
-def _markdown(summary: pd.DataFrame, rows: list[dict[str, Any]]) -> str:
-    """Render the summary: per model (when several), suite and protocol, a score / cache % table."""
+def write_layer_heatmap(rows: list[dict[str, Any]], path: Path) -> Path | None:
+    """Heat map of the share of each layer's tokens that memory policies kept; None without such rows.
+
+    One line per (suite, policy, budget), one column per layer: retained entries per KV head at the
+    end of the answer / tokens processed, averaged over that group's examples.
+    """
+    shares: dict[str, list[list[float]]] = {}
+    for r in rows:
+        layers, processed = r.get("retained_per_layer"), (r.get("tokens") or 0) + (r.get("new_tokens") or 0)
+        if r.get("policy") == FULL_POLICY or not layers or processed <= 0 or r.get("error"):
+            continue
+        label = f"{r['suite']}: {column_label(r['policy'], r.get('budget'))}"
+        if r.get("long_inputs") == "stream" and "(stream)" not in label:
+            label += " (stream)"
+        shares.setdefault(label, []).append([n / processed for n in layers])
+    shares = {k: v for k, v in shares.items() if len({len(x) for x in v}) == 1}  # one model shape per line
+    if not shares:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(shares)
+    width = max(len(v[0]) for v in shares.values())
+    grid = [[math.nan] * width for _ in labels]
+    for i, label in enumerate(labels):
+        runs = shares[label]
+        for layer in range(len(runs[0])):
+            grid[i][layer] = 100.0 * sum(run[layer] for run in runs) / len(runs)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.25 * width + 3), 0.4 * len(labels) + 1.6))
+    image = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=0, vmax=100)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.set_xlabel("layer")
+    fig.colorbar(image, ax=ax, label="tokens kept %")
+    fig.tight_layout()
+    write_figure(fig, path)
+    return path
+
+
+def _latex(tables: list[tuple[str, pd.DataFrame]]) -> str:
+    """The score / cache % tables as LaTeX (booktabs), one per suite and protocol."""
+    parts = ["% namm-bench report: cells are score x100 / cache %; needs \\usepackage{booktabs}", ""]
+    for title, frame in tables:
+        parts.append(f"% {title}")
+        parts.append(frame.to_latex(index=False, escape=True, caption=title.replace("_", "\\_"), position="t"))
+    return "\n".join(parts)
+
+
+def _markdown(summary: pd.DataFrame, rows: list[dict[str, Any]]) -> tuple[str, list[tuple[str, pd.DataFrame]]]:
+    """Render the summary: per model (when several), suite and protocol, a score / cache % table.
+
+    Returns the markdown and each section's (title, score table) for the LaTeX version.
+    """
     models = list(dict.fromkeys(summary["model"]))
     lines = ["# namm-bench report", ""]
     if len(models) == 1:
@@ -224,6 +279,7 @@ def _markdown(summary: pd.DataFrame, rows: list[dict[str, Any]]) -> str:
     versions = sorted({str(r["code_version"]) for r in rows if not _is_missing(r.get("code_version"))})
     lines.append(f"{len(rows)} result rows" + (f"; code version {', '.join(versions)}" if versions else "") + ".")
     lines.append("")
+    tables = []
     for model in models:
         level = "##"
         if len(models) > 1:
@@ -234,12 +290,14 @@ def _markdown(summary: pd.DataFrame, rows: list[dict[str, Any]]) -> str:
         for suite, protocol in sections:
             section = by_model[(by_model["suite"] == suite) & (by_model["protocol"] == protocol)]
             lines += [f"{level} {suite} ({protocol})", ""]
-            lines += _section(section)
-    return "\n".join(lines).rstrip("\n") + "\n"
+            section_lines, table = _section(section)
+            lines += section_lines
+            tables.append((f"{suite} ({protocol}), {model}", table))
+    return "\n".join(lines).rstrip("\n") + "\n", tables
 
 
-def _section(section: pd.DataFrame) -> list[str]:
-    """Markdown lines for one suite and protocol: score table, legend, problems, n table."""
+def _section(section: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
+    """Markdown lines for one suite and protocol (score table, legend, problems, n table) and the score table."""
     tasks = list(dict.fromkeys(section["task"]))
     pairs = list(dict.fromkeys(zip(section["policy"], section["budget"], strict=True)))
     # Stable sort: the full-cache reference first, the rest in order of first appearance.
@@ -278,7 +336,8 @@ def _section(section: pd.DataFrame) -> list[str]:
 
     n_values = sorted({int(n) for n in section["n"]})
     n_text = str(n_values[0]) if len(n_values) == 1 else f"{n_values[0]}-{n_values[-1]}"
-    lines = [_table(pd.DataFrame(cells)), ""]
+    table = pd.DataFrame(cells)
+    lines = [_table(table), ""]
     lines.append(
         f"Cells: score x100 / cache % (retained KV entries / (layers x KV heads x tokens processed), "
         f"x100), means over n = {n_text} examples per task; `average` is the unweighted mean over tasks."
@@ -295,7 +354,7 @@ def _section(section: pd.DataFrame) -> list[str]:
         lines.append("")
         lines += problems
     lines += ["", "Examples scored (n) per task:", "", _table(pd.DataFrame(counts)), ""]
-    return lines
+    return lines, table
 
 
 def _problems(section: pd.DataFrame) -> list[str]:

@@ -117,7 +117,7 @@ def run_suite(spec: RunSpec) -> Path:
 
     # Everything a user can get wrong is checked before the model loads.
     suite = get_suite(spec.suite, spec.data_dir)
-    tasks = spec.tasks or suite.tasks()
+    tasks = spec.tasks or getattr(suite, "default_tasks", suite.tasks)()  # file-backed suites: the files present
     unknown = [t for t in tasks if t not in suite.tasks()]
     if unknown:
         raise ValueError(

@@ -119,6 +119,13 @@ class LongBenchSuite:
     def tasks(self) -> list[str]:
         return [*METRIC, *(f"{t}_e" for t in E_TASKS)]
 
+    def default_tasks(self) -> list[str]:
+        """What a run without ``--tasks`` does: the tasks whose files a data directory holds, else all."""
+        if self.data_dir is None or not self.data_dir.is_dir():
+            return self.tasks()
+        present = [t for t in self.tasks() if any(p.is_file() for p in self._candidates(t))]
+        return present or self.tasks()
+
     # ------------------------------------------------------------------ data
     def _root(self) -> Path:
         if self.data_dir is not None:
@@ -149,14 +156,18 @@ class LongBenchSuite:
         for task in tasks:
             self._task_file(task)
 
-    def _task_file(self, task: str) -> Path:
+    def _candidates(self, task: str) -> list[Path]:
         root = self._root()
-        candidates = [root / "data" / f"{task}.jsonl", root / f"{task}.jsonl"]
+        return [root / "data" / f"{task}.jsonl", root / f"{task}.jsonl"]
+
+    def _task_file(self, task: str) -> Path:
+        candidates = self._candidates(task)
         path = next((p for p in candidates if p.is_file()), None)
         if path is None:
             raise DataError(
-                f"LongBench task file {task}.jsonl not found (looked in {candidates[0].parent} and {root}): "
-                f"unzip data.zip of the hub dataset {HUB_DATASET} there, or run online without --data-dir"
+                f"LongBench task file {task}.jsonl not found (looked in {candidates[0].parent} and "
+                f"{candidates[1].parent}): unzip data.zip of the hub dataset {HUB_DATASET} there, or run "
+                f"online without --data-dir"
             )
         return path
 

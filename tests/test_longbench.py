@@ -102,3 +102,10 @@ def test_run_and_report_on_the_official_files(tiny_model_dir, tmp_path, capsys):
     assert all(0.0 <= r["score"] <= 1.0 and r["answer"].startswith("段落") for r in rows)
     assert main(["report", str(out)]) == 0
     assert "passage_retrieval_zh" in (out / "report.md").read_text()
+
+
+@needs_shared
+def test_without_tasks_a_run_takes_the_tasks_whose_files_are_there():
+    suite = get_suite("longbench", str(SHARED))
+    assert suite.default_tasks() == ["multifieldqa_zh", "multi_news", "passage_retrieval_zh"]
+    assert len(suite.tasks()) == 34 and get_suite("longbench").default_tasks() == suite.tasks()

@@ -195,3 +195,25 @@ def test_no_plot_without_a_full_cache_reference(tmp_path: Path) -> None:
     store.append(make_row("qasper", 0, "h2o", "0.25", 1.0, 0.25))
     md, _ = write_report(tmp_path)
     assert not (tmp_path / "report.png").exists() and "normalised" not in md.read_text()
+
+
+def test_latex_tables_layer_heat_map_and_a_directory_of_runs(tmp_path: Path, rows: list[dict]) -> None:
+    from namm_bench.cli import main
+
+    for r in rows:
+        r["retained_per_layer"] = [108, 54] if r["policy"] == "full" else [27, 54]
+    for run in ("a", "b"):
+        store = ResultsStore(tmp_path / run)
+        for row in rows:
+            store.append(row)
+    assert main(["report", str(tmp_path)]) == 0  # a directory of runs: each is regenerated
+    for run in ("a", "b"):
+        tex = (tmp_path / run / "report.tex").read_text()
+        assert "\\begin{tabular}" in tex and "longbench (post-prefill)" in tex and "h2o 0.25" in tex
+        assert (tmp_path / run / "report-layers.png").read_bytes()[:4] == b"\x89PNG"
+        assert "report-layers.png" in (tmp_path / run / "report.md").read_text()
+    from namm_bench.report import write_layer_heatmap
+
+    full_only = [r for r in rows if r["policy"] == "full"]
+    assert write_layer_heatmap(full_only, tmp_path / "none.png") is None  # no memory policy, no heat map
+    assert main(["report", str(tmp_path / "a" / "nothing")]) == 2
