@@ -24,7 +24,10 @@ from .base import TextExample, TokenCounter
 from .longbench import split_template
 from .metrics import best_over_answers
 
-_QA = "以下の文書を注意深く読み、続く質問に答えてください。回答は必ず文書内の連続した文字列（テキストスパン）から抽出してください。"
+_QA = (
+    "以下の文書を注意深く読み、続く質問に答えてください。"
+    "回答は必ず文書内の連続した文字列（テキストスパン）から抽出してください。"
+)
 TEMPLATES = {
     "wiki_qa": _QA + "\n### 文書 ###\n{context}\n### 質問 ###\n{input}\n### 回答 ###\n",
     "edinet_qa": _QA + "\n### 文書 ###\n{context}\n### 質問 ###\n{input}\n### 回答 ###\n",

@@ -105,7 +105,8 @@ def test_run_and_report_on_the_official_files(tiny_model_dir, tmp_path, capsys):
 
 
 @needs_shared
-def test_without_tasks_a_run_takes_the_tasks_whose_files_are_there():
+def test_without_tasks_a_run_takes_the_tasks_whose_files_are_there(monkeypatch):
+    monkeypatch.delenv("NAMM_BENCH_LONGBENCH", raising=False)
     suite = get_suite("longbench", str(SHARED))
     assert suite.default_tasks() == ["multifieldqa_zh", "multi_news", "passage_retrieval_zh"]
     assert len(suite.tasks()) == 34 and get_suite("longbench").default_tasks() == suite.tasks()
