@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .base import Suite, TextExample, TokenCounter
+from .base import DataError, Suite, TextExample, TokenCounter
 
-__all__ = ["SUITES", "Suite", "TextExample", "TokenCounter", "get_suite"]
+__all__ = ["SUITES", "DataError", "Suite", "TextExample", "TokenCounter", "get_suite"]
 
 
 def _synthetic(data_dir: str | None = None) -> Suite:

@@ -6,8 +6,12 @@ A suite is data loading + prompt text + a metric + the name of the adapter that 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import gzip
+import json
+import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 TokenCounter = Callable[[str], int]
@@ -54,3 +58,39 @@ class Suite(Protocol):
     def score(self, example: TextExample, prediction: str) -> float:
         """The metric, in [0, 1]."""
         ...
+
+
+class DataError(ValueError):
+    """Data files that are missing or malformed, named with where they were looked for."""
+
+
+def data_dir_from(data_dir: str | Path | None, env: str) -> Path | None:
+    """``data_dir``, else the directory in environment variable ``env``, else None."""
+    chosen = data_dir or os.environ.get(env)
+    return Path(chosen) if chosen else None
+
+
+def read_jsonl(path: Path, required: Iterable[str] = (), limit: int | None = None) -> list[dict[str, Any]]:
+    """The first ``limit`` rows of a JSONL file (``.gz`` too); blank lines skipped.
+
+    A line that is not JSON, or a row without one of the ``required`` fields, is a ``DataError``
+    naming the file and line.
+    """
+    opener = gzip.open if path.suffix == ".gz" else open
+    required = set(required)
+    rows: list[dict[str, Any]] = []
+    with opener(path, "rt", encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if limit is not None and len(rows) == limit:
+                break
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path}:{n}: not JSON ({err})") from err
+            missing = required - set(row) if isinstance(row, dict) else required or {"an object"}
+            if missing:
+                raise DataError(f"{path}:{n}: row lacks {', '.join(sorted(missing))}")
+            rows.append(row)
+    return rows

@@ -15,13 +15,11 @@ Data: rows ``input, context, answers`` (LongBench's layout) in ``DIR/TASK.jsonl`
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
 
-from .base import TextExample, TokenCounter
-from .longbench import split_template
+from .base import DataError, TextExample, TokenCounter, data_dir_from, read_jsonl
+from .longbench import example_from_row
 from .metrics import best_over_answers
 
 _QA = (
@@ -44,10 +42,6 @@ HUB_DATASET = "SakanaAI/ChouBun"
 ENV_DIR = "NAMM_BENCH_CHOUBUN"
 
 
-class DataError(ValueError):
-    """ChouBun files that are missing or malformed, named with where they were looked for."""
-
-
 class ChouBunSuite:
     """ChouBun's four tasks from local JSONL files or the hub.
 
@@ -61,8 +55,7 @@ class ChouBunSuite:
     adapter = "llama"
 
     def __init__(self, data_dir: str | Path | None = None) -> None:
-        data_dir = data_dir or os.environ.get(ENV_DIR)
-        self.data_dir = Path(data_dir) if data_dir else None
+        self.data_dir = data_dir_from(data_dir, ENV_DIR)
 
     def tasks(self) -> list[str]:
         return list(TEMPLATES)
@@ -87,41 +80,16 @@ class ChouBunSuite:
             raise DataError(f"unknown ChouBun task {task!r}; known: {', '.join(TEMPLATES)}")
         if self.data_dir is None:
             return _hub_rows(task)
-        path = self._task_file(task)
-        rows = []
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise DataError(f"{path}:{n}: not JSON ({err})") from err
-                if {"context", "input", "answers"} - set(row):
-                    raise DataError(f"{path}:{n}: a row needs context, input and answers")
-                rows.append(row)
-        return rows
+        return read_jsonl(self._task_file(task), required=("context", "input", "answers"))
 
     def examples(
         self, task: str, count_tokens: TokenCounter, max_prompt_tokens: int, seed: int, limit: int | None
     ) -> list[TextExample]:
         """The task's first ``limit`` rows (``seed`` unused; the adapter middle-truncates long prompts)."""
-        out = []
-        for i, row in enumerate(self.rows(task)[:limit]):
-            context, question = split_template(TEMPLATES[task], row)
-            answers = [str(a) for a in row["answers"]]
-            out.append(
-                TextExample(
-                    task=task,
-                    example_id=f"{task}-{row.get('_id', i)}",
-                    context=context,
-                    question=question,
-                    answer=answers[0] if answers else "",
-                    max_new_tokens=MAX_NEW_TOKENS[task],
-                    meta={"answers": answers, "length": row.get("length")},
-                )
-            )
-        return out
+        return [
+            example_from_row(task, i, row, TEMPLATES[task], MAX_NEW_TOKENS[task])
+            for i, row in enumerate(self.rows(task)[:limit])
+        ]
 
     def score(self, example: TextExample, prediction: str) -> float:
         return best_over_answers(METRIC[example.task], prediction, example.meta["answers"])

@@ -23,14 +23,11 @@ hub dataset ``xinrongzhang2022/InfiniteBench``. A file named ``TASK_SUFFIX`` (fo
 
 from __future__ import annotations
 
-import gzip
-import json
-import os
 import re
 from pathlib import Path
 from typing import Any
 
-from .base import TextExample, TokenCounter
+from .base import DataError, TextExample, TokenCounter, data_dir_from, read_jsonl
 from .metrics import qa_f1
 
 TEMPLATES = {
@@ -78,10 +75,6 @@ DOCUMENT_DIRS = {"longbook_qa_eng": "longbook_eng", "longbook_choice_eng": "long
 CHOICE_TASKS = frozenset({"longbook_choice_eng", "code_debug"})
 HUB_DATASET = "xinrongzhang2022/InfiniteBench"
 ENV_DIR = "NAMM_BENCH_INFINITEBENCH"
-
-
-class DataError(ValueError):
-    """InfiniteBench files that are missing or malformed, named with where they were looked for."""
 
 
 def base_task(task: str) -> str:
@@ -220,8 +213,7 @@ class InfiniteBenchSuite:
     adapter = "llama"
 
     def __init__(self, data_dir: str | Path | None = None) -> None:
-        data_dir = data_dir or os.environ.get(ENV_DIR)
-        self.data_dir = Path(data_dir) if data_dir else None
+        self.data_dir = data_dir_from(data_dir, ENV_DIR)
 
     def tasks(self) -> list[str]:
         """The official tasks, then the ``TASK_SUFFIX`` files found in the data directory."""
@@ -252,23 +244,12 @@ class InfiniteBenchSuite:
 
     def rows(self, task: str, limit: int | None = None) -> list[dict[str, Any]]:
         path = self._task_file(task)
-        opener = gzip.open if path.suffix == ".gz" else open
-        rows = []
-        with opener(path, "rt", encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if limit is not None and len(rows) == limit:
-                    break
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise DataError(f"{path}:{n}: not JSON ({err})") from err
-                if "answer" not in row or ("context" not in row and "document" not in row):
-                    raise DataError(f"{path}:{n}: a row needs answer and context (or document)")
-                if "context" not in row:
-                    row["context"] = self._document(task, row["document"], path)
-                rows.append(row)
+        rows = read_jsonl(path, required=("answer",), limit=limit)
+        for n, row in enumerate(rows, 1):
+            if "context" not in row:
+                if "document" not in row:
+                    raise DataError(f"{path}: row {n} has neither context nor document")
+                row["context"] = self._document(task, row["document"], path)
         return rows
 
     def _document(self, task: str, name: str, source: Path) -> str:

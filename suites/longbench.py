@@ -26,7 +26,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .base import TextExample, TokenCounter
+from .base import DataError, TextExample, TokenCounter, data_dir_from, read_jsonl
 from .metrics import best_over_answers
 
 METRIC = {
@@ -67,10 +67,6 @@ CONFIG_URL = "https://raw.githubusercontent.com/THUDM/LongBench/main/LongBench/c
 ENV_DIR = "NAMM_BENCH_LONGBENCH"
 
 
-class DataError(ValueError):
-    """LongBench files that are missing or malformed, named with where they were looked for."""
-
-
 def base_task(task: str) -> str:
     """``qasper_e`` -> ``qasper``."""
     return task[:-2] if task.endswith("_e") else task
@@ -87,6 +83,24 @@ def score_prediction(task: str, prediction: str, answers: list[str], all_classes
     if task in FIRST_LINE_TASKS:
         prediction = prediction.lstrip("\n").split("\n")[0]
     return best_over_answers(METRIC[task], prediction, answers, all_classes=all_classes or [])
+
+
+def example_from_row(task: str, index: int, row: dict[str, Any], template: str, max_new_tokens: int) -> TextExample:
+    """A row in LongBench's layout (``input, context, answers[, all_classes, length, _id]``) as an example."""
+    context, question = split_template(template, row)
+    answers = [str(a) for a in row["answers"]]
+    base = base_task(task)
+    return TextExample(
+        task=task,
+        example_id=f"{task}-{row.get('_id', index)}",
+        context=context,
+        question=question,
+        answer=answers[0] if answers else "",
+        max_new_tokens=max_new_tokens,
+        meta={"answers": answers, "all_classes": row.get("all_classes") or [], "length": row.get("length")},
+        chat=base not in RAW_TASKS,
+        stop=("\n",) if base == "samsum" else (),
+    )
 
 
 def split_template(template: str, row: dict[str, Any]) -> tuple[str, str]:
@@ -112,8 +126,7 @@ class LongBenchSuite:
     adapter = "llama"
 
     def __init__(self, data_dir: str | Path | None = None) -> None:
-        data_dir = data_dir or os.environ.get(ENV_DIR)
-        self.data_dir = Path(data_dir) if data_dir else None
+        self.data_dir = data_dir_from(data_dir, ENV_DIR)
         self._config: dict[str, dict[str, Any]] | None = None
 
     def tasks(self) -> list[str]:
@@ -172,21 +185,7 @@ class LongBenchSuite:
         return path
 
     def rows(self, task: str) -> list[dict[str, Any]]:
-        path = self._task_file(task)
-        rows = []
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                    missing = {"context", "input", "answers"} - set(row)
-                except json.JSONDecodeError as err:
-                    raise DataError(f"{path}:{n}: not JSON ({err})") from err
-                if missing:
-                    raise DataError(f"{path}:{n}: row lacks {', '.join(sorted(missing))}")
-                rows.append(row)
-        return rows
+        return read_jsonl(self._task_file(task), required=("context", "input", "answers"))
 
     def examples(
         self, task: str, count_tokens: TokenCounter, max_prompt_tokens: int, seed: int, limit: int | None
@@ -202,26 +201,12 @@ class LongBenchSuite:
         template, maxlen = config["prompt"].get(base), config["maxlen"].get(base)
         if template is None or maxlen is None:
             raise DataError(f"LongBench config has no prompt or answer length for {base}")
-        out = []
-        for i, row in enumerate(self.rows(task)[:limit]):
-            context, question = split_template(template, row)
-            answers = [str(a) for a in row["answers"]]
-            meta = {"answers": answers, "all_classes": row.get("all_classes") or [], "length": row.get("length")}
-            if task.endswith("_e") and row.get("length") is not None:
-                meta["length_bucket"] = length_bucket(int(row["length"]))
-            out.append(
-                TextExample(
-                    task=task,
-                    example_id=f"{task}-{row.get('_id', i)}",
-                    context=context,
-                    question=question,
-                    answer=answers[0] if answers else "",
-                    max_new_tokens=int(maxlen),
-                    meta=meta,
-                    chat=base not in RAW_TASKS,
-                    stop=("\n",) if base == "samsum" else (),
-                )
-            )
+        rows = self.rows(task)[:limit]
+        out = [example_from_row(task, i, row, template, int(maxlen)) for i, row in enumerate(rows)]
+        if task.endswith("_e"):
+            for ex in out:
+                if ex.meta["length"] is not None:
+                    ex.meta["length_bucket"] = length_bucket(int(ex.meta["length"]))
         return out
 
     def score(self, example: TextExample, prediction: str) -> float:

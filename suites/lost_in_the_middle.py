@@ -15,24 +15,17 @@ Data: ``--data-dir`` or ``$NAMM_BENCH_LOST_IN_THE_MIDDLE``, a directory of such 
 
 from __future__ import annotations
 
-import gzip
-import json
-import os
 import re
 from pathlib import Path
 from typing import Any
 
-from .base import TextExample, TokenCounter
+from .base import DataError, TextExample, TokenCounter, data_dir_from, read_jsonl
 
 INSTRUCTION = "Extract the value corresponding to the specified key in the JSON object below.\n\n"
 POSITIONS = ("start", "middle", "end")
 MAX_NEW_TOKENS = 100
 ENV_DIR = "NAMM_BENCH_LOST_IN_THE_MIDDLE"
 FILE_PATTERN = re.compile(r"kv-retrieval-(\d+)_keys\.jsonl(\.gz)?$")
-
-
-class DataError(ValueError):
-    """Key-value files that are missing or malformed, named with where they were looked for."""
 
 
 def gold_index(position: str, num_keys: int) -> int:
@@ -69,8 +62,7 @@ class LostInTheMiddleSuite:
     adapter = "llama"
 
     def __init__(self, data_dir: str | Path | None = None) -> None:
-        data_dir = data_dir or os.environ.get(ENV_DIR)
-        self.data_dir = Path(data_dir) if data_dir else None
+        self.data_dir = data_dir_from(data_dir, ENV_DIR)
 
     def _files(self) -> dict[int, Path]:
         if self.data_dir is None or not self.data_dir.is_dir():
@@ -114,28 +106,23 @@ class LostInTheMiddleSuite:
         """The file's first ``limit`` rows with the gold pair at the task's position (``seed`` unused)."""
         path = self._file(task)
         position = task.rsplit("_", 1)[1]
-        opener = gzip.open if path.suffix == ".gz" else open
         out = []
-        with opener(path, "rt", encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if limit is not None and len(out) == limit:
-                    break
-                try:
-                    row = json.loads(line)
-                    context, question = build(row, position)
-                except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-                    raise DataError(f"{path}:{n}: not a key-value row ({err!r})") from err
-                out.append(
-                    TextExample(
-                        task=task,
-                        example_id=f"{task}-{n - 1}",
-                        context=context,
-                        question=question,
-                        answer=row["value"],
-                        max_new_tokens=MAX_NEW_TOKENS,
-                        meta={"gold_index": gold_index(position, len(row["ordered_kv_records"]))},
-                    )
+        for n, row in enumerate(read_jsonl(path, ("ordered_kv_records", "key", "value"), limit)):
+            try:
+                context, question = build(row, position)
+            except (TypeError, ValueError) as err:
+                raise DataError(f"{path}: row {n + 1} is not a key-value row ({err})") from err
+            out.append(
+                TextExample(
+                    task=task,
+                    example_id=f"{task}-{n}",
+                    context=context,
+                    question=question,
+                    answer=row["value"],
+                    max_new_tokens=MAX_NEW_TOKENS,
+                    meta={"gold_index": gold_index(position, len(row["ordered_kv_records"]))},
                 )
+            )
         return out
 
     def score(self, example: TextExample, prediction: str) -> float:
