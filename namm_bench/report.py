@@ -293,7 +293,32 @@ def _markdown(summary: pd.DataFrame, rows: list[dict[str, Any]]) -> tuple[str, l
             section_lines, table = _section(section)
             lines += section_lines
             tables.append((f"{suite} ({protocol}), {model}", table))
+            lines += _length_buckets(
+                [r for r in rows if (r["model"], r["suite"], r["protocol"]) == (model, suite, protocol)]
+            )
     return "\n".join(lines).rstrip("\n") + "\n", tables
+
+
+def _length_buckets(rows: list[dict[str, Any]]) -> list[str]:
+    """LongBench-E's view: score x100 per task, length bucket and column, for rows that carry a bucket."""
+    bucketed = [
+        r for r in rows if isinstance(r.get("meta"), dict) and r["meta"].get("length_bucket") and not r.get("error")
+    ]
+    if not bucketed:
+        return []
+    frame = pd.DataFrame(
+        {
+            "task": [r["task"] for r in bucketed],
+            "length": [r["meta"]["length_bucket"] for r in bucketed],
+            "column": [column_label(r["policy"], r.get("budget")) for r in bucketed],
+            "score": [100.0 * float(r["score"]) for r in bucketed],
+        }
+    )
+    table = frame.pivot_table(index=["task", "length"], columns="column", values="score", aggfunc="mean", sort=False)
+    counts = frame.groupby(["task", "length"], sort=False).size() // max(1, frame["column"].nunique())
+    table = table.map(_number).reset_index()
+    table.insert(2, "n", [str(int(counts.get((t, b), 0))) for t, b in zip(table["task"], table["length"], strict=True)])
+    return ["By length (LongBench-E buckets of the row's `length` field):", "", _table(table), ""]
 
 
 def _section(section: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:

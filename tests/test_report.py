@@ -217,3 +217,18 @@ def test_latex_tables_layer_heat_map_and_a_directory_of_runs(tmp_path: Path, row
     full_only = [r for r in rows if r["policy"] == "full"]
     assert write_layer_heatmap(full_only, tmp_path / "none.png") is None  # no memory policy, no heat map
     assert main(["report", str(tmp_path / "a" / "nothing")]) == 2
+
+
+def test_longbench_e_rows_get_a_table_by_length_bucket(tmp_path: Path) -> None:
+    rows = []
+    for i, (bucket, score) in enumerate([("0-4k", 1.0), ("0-4k", 0.0), ("8k+", 0.5)]):
+        for policy, budget in (("full", "none"), ("h2o", "0.25")):
+            row = make_row("qasper_e", i, policy, budget, score if policy == "full" else 0.0, 0.5)
+            rows.append({**row, "meta": {"length_bucket": bucket}})
+    store = ResultsStore(tmp_path)
+    for row in rows:
+        store.append(row)
+    md = write_report(tmp_path)[0].read_text()
+    assert "By length (LongBench-E" in md
+    assert "| qasper_e | 0-4k     | 2   | 50.0   | 0.0        |" in md
+    assert "| qasper_e | 8k+      | 1   | 50.0   | 0.0        |" in md
