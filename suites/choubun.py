@@ -61,9 +61,10 @@ class ChouBunSuite:
         return list(TEMPLATES)
 
     def check(self, tasks: list[str]) -> None:
+        """Raise ``DataError`` unless every task's local file is there and reads (the hub is read later)."""
         if self.data_dir is not None:
             for task in tasks:
-                self._task_file(task)
+                self.rows(task)
 
     def _task_file(self, task: str) -> Path:
         candidates = [self.data_dir / f"{task}.jsonl", self.data_dir / "data" / f"{task}.jsonl"]

@@ -226,8 +226,9 @@ class InfiniteBenchSuite:
         return [*TEMPLATES, *dict.fromkeys(found)]
 
     def check(self, tasks: list[str]) -> None:
+        """Raise ``DataError`` unless every task's file is there and reads (before the model loads)."""
         for task in tasks:
-            self._task_file(task)
+            self.rows(task)
 
     def _task_file(self, task: str) -> Path:
         base_task(task)

@@ -164,10 +164,10 @@ class LongBenchSuite:
         return self._config
 
     def check(self, tasks: list[str]) -> None:
-        """Raise ``DataError`` unless the configs and every task's file are there."""
+        """Raise ``DataError`` unless the configs are there and every task's file is there and reads."""
         self.config()
         for task in tasks:
-            self._task_file(task)
+            self.rows(task)
 
     def _candidates(self, task: str) -> list[Path]:
         root = self._root()

@@ -80,8 +80,12 @@ class LostInTheMiddleSuite:
         return [f"kv{n}_{p}" for n in sizes for p in POSITIONS]
 
     def check(self, tasks: list[str]) -> None:
+        """Raise ``DataError`` unless every task's file is there and reads (before the model loads)."""
         for task in tasks:
-            self._file(task)
+            self.rows(task)
+
+    def rows(self, task: str, limit: int | None = None) -> list[dict[str, Any]]:
+        return read_jsonl(self._file(task), ("ordered_kv_records", "key", "value"), limit)
 
     def _file(self, task: str) -> Path:
         match = re.fullmatch(r"kv(\d+)_(start|middle|end)", task)
@@ -107,7 +111,7 @@ class LostInTheMiddleSuite:
         path = self._file(task)
         position = task.rsplit("_", 1)[1]
         out = []
-        for n, row in enumerate(read_jsonl(path, ("ordered_kv_records", "key", "value"), limit)):
+        for n, row in enumerate(self.rows(task, limit)):
             try:
                 context, question = build(row, position)
             except (TypeError, ValueError) as err:
