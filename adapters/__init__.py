@@ -13,7 +13,15 @@ def _llama(model: str | None, **kwargs: Any):
     return LlamaAdapter(model, **kwargs)
 
 
-ADAPTERS = {"llama": _llama}
+def _decision_transformer(model: str | None, **kwargs: Any):
+    from .decision_transformer import DecisionTransformerAdapter
+
+    if model is None:
+        raise ValueError("the decision_transformer adapter needs --model: a checkpoint directory")
+    return DecisionTransformerAdapter(model, **kwargs)
+
+
+ADAPTERS = {"llama": _llama, "decision_transformer": _decision_transformer}
 """Adapter name -> factory(model, **options). Imports stay lazy so the CLI starts fast."""
 
 

@@ -1,0 +1,285 @@
+"""Decision Transformer adapter: the stock ``DecisionTransformerModel`` acting in Gymnasium MuJoCo.
+
+Chen et al., "Decision Transformer: Reinforcement Learning via Sequence Modeling", NeurIPS 2021.
+A trajectory is the token sequence (R_1, s_1, a_1, R_2, s_2, a_2, ...): return-to-go, state and
+action, each embedded by its own linear layer plus the timestep's embedding. The action a_t is
+read from the output at s_t.
+
+Two context regimes, named in every result row:
+
+- ``window`` (the reference, Chen et al.): at every step the stock ``forward`` runs on the last
+  ``K`` timesteps from scratch, left-padded and masked as in the original evaluation code.
+- ``cached``: the whole episode so far lives in the KV cache of the GPT-2 encoder. Every step
+  appends ``[a_{t-1}, R_t, s_t]`` (3 entries per timestep; the first step has no previous action),
+  and the memory controller of ``namm_bench`` manages that cache exactly as for text: the same
+  policies and a policy call every ``interval`` tokens. A policy call comes after the forward
+  that reads the step's tokens, so eviction never removes them before they are used.
+
+The stock model's ``forward`` does not take a cache, so the cached actor feeds the encoder
+(``model.encoder``) the embeddings the stock ``forward`` would build, with its own embedding
+layers and the same all-zero ``position_ids``; with a keep-all policy it gives the stock
+``forward``'s actions (tested).
+
+A checkpoint is a directory: ``save_pretrained`` files plus ``agent.json`` (``AgentSpec``: the
+environment, the state normalisation, the target return, the return scale and ``K``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from namm_bench.controller import ControllerConfig, MemoryController
+from namm_bench.policies.base import MemoryPolicy
+
+REGIMES = ("window", "cached")
+AGENT_FILE = "agent.json"
+
+
+class AgentError(ValueError):
+    """A checkpoint or environment that cannot act together, named with what does not fit."""
+
+
+@dataclass
+class AgentSpec:
+    """What a trained Decision Transformer needs besides its weights to act in its environment."""
+
+    env_id: str
+    state_mean: list[float]
+    state_std: list[float]
+    target_return: float
+    return_scale: float = 1000.0  # Chen et al.'s scale for MuJoCo returns-to-go
+    context: int = 20  # K, the timesteps the model was trained on
+    dataset: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)  # training provenance
+
+    @classmethod
+    def load(cls, directory: str | Path) -> AgentSpec:
+        path = Path(directory) / AGENT_FILE
+        if not path.is_file():
+            raise AgentError(f"{path} not found: a Decision Transformer checkpoint needs its {AGENT_FILE}")
+        try:
+            return cls(**json.loads(path.read_text()))
+        except (json.JSONDecodeError, TypeError) as err:
+            raise AgentError(f"{path} is not a valid {AGENT_FILE}: {err}") from err
+
+    def save(self, directory: str | Path) -> None:
+        from namm_bench.files import write_atomic
+
+        write_atomic(Path(directory) / AGENT_FILE, json.dumps(asdict(self), indent=2) + "\n")
+
+
+def make_env(env_id: str, **kwargs: Any):
+    """A Gymnasium environment, or one clear error naming what is known."""
+    try:
+        import gymnasium as gym
+    except ImportError as err:
+        raise AgentError("the rl suite needs gymnasium[mujoco]: pip install 'namm-bench[rl]'") from err
+    try:
+        return gym.make(env_id, **kwargs)
+    except gym.error.Error as err:
+        mujoco = sorted(k for k in gym.registry if k.startswith(("Hopper", "Walker2d")))
+        raise AgentError(f"unknown environment {env_id!r} ({err}); MuJoCo ones here: {', '.join(mujoco)}") from err
+
+
+class DecisionTransformerAdapter:
+    """A trained Decision Transformer (local directory or hub id) and the actors that run it.
+
+    Parameters
+    ----------
+    model
+        Directory holding the model and its ``agent.json``.
+    device
+        Torch device.
+    """
+
+    def __init__(self, model: str | Path, device: str = "cpu") -> None:
+        from transformers import DecisionTransformerModel
+
+        path = Path(model)
+        if not path.is_dir():
+            raise AgentError(f"Decision Transformer checkpoint {model} not found (a directory with {AGENT_FILE})")
+        self.agent = AgentSpec.load(path)
+        self.model = DecisionTransformerModel.from_pretrained(path).to(device).eval()
+        self.device = torch.device(device)
+        self.model_name = path.name
+        cfg = self.model.config
+        for name, values in (("state_mean", self.agent.state_mean), ("state_std", self.agent.state_std)):
+            if len(values) != cfg.state_dim:
+                raise AgentError(f"{path}: {name} has {len(values)} entries, the model's state_dim is {cfg.state_dim}")
+        self._mean = torch.tensor(self.agent.state_mean, dtype=torch.float32, device=self.device)
+        self._std = torch.tensor(self.agent.state_std, dtype=torch.float32, device=self.device)
+
+    def check_env(self, env) -> None:
+        """Raise ``AgentError`` unless the environment's spaces fit the model."""
+        cfg = self.model.config
+        obs, act = env.observation_space.shape, env.action_space.shape
+        if obs != (cfg.state_dim,) or act != (cfg.act_dim,):
+            raise AgentError(
+                f"checkpoint {self.model_name} takes states of size {cfg.state_dim} and actions of size "
+                f"{cfg.act_dim}; {env.spec.id if env.spec else env} has {obs} and {act}"
+            )
+
+    def attention_modules(self) -> list[torch.nn.Module]:
+        return [block.attn for block in self.model.encoder.h]
+
+    def normalise(self, state: np.ndarray) -> torch.Tensor:
+        s = torch.as_tensor(np.asarray(state), dtype=torch.float32, device=self.device)
+        return (s - self._mean) / self._std
+
+    def actor(self, regime: str, policy: MemoryPolicy | None = None, controller: ControllerConfig | None = None):
+        """An actor for one episode: ``window`` (no policy) or ``cached`` (a memory policy)."""
+        if regime == "window":
+            if policy is not None:
+                raise ValueError("the window regime keeps the last K timesteps itself: it takes no memory policy")
+            return WindowActor(self)
+        if regime == "cached":
+            if policy is None:
+                raise ValueError("the cached regime needs a memory policy (full keeps everything)")
+            return CachedActor(self, policy, controller or ControllerConfig())
+        raise ValueError(f"unknown regime {regime!r}; known: {', '.join(REGIMES)}")
+
+
+class WindowActor:
+    """Chen et al.'s evaluation: the stock ``forward`` on the last ``K`` timesteps, left-padded."""
+
+    def __init__(self, adapter: DecisionTransformerAdapter) -> None:
+        self.a = adapter
+        cfg = adapter.model.config
+        self.states = torch.zeros(0, cfg.state_dim, device=adapter.device)
+        self.actions = torch.zeros(0, cfg.act_dim, device=adapter.device)
+        self.returns = torch.zeros(0, 1, device=adapter.device)
+        self.timesteps = torch.zeros(0, dtype=torch.long, device=adapter.device)
+
+    @torch.inference_mode()
+    def act(self, state: np.ndarray, return_to_go: float, t: int) -> np.ndarray:
+        a, k = self.a, self.a.agent.context
+        self.states = torch.cat([self.states, a.normalise(state)[None]])[-k:]
+        self.returns = torch.cat([self.returns, self.returns.new_tensor([[return_to_go / a.agent.return_scale]])])[-k:]
+        self.timesteps = torch.cat([self.timesteps, self.timesteps.new_tensor([t])])[-k:]
+        self.actions = torch.cat([self.actions, self.actions.new_zeros(1, self.actions.shape[1])])[-k:]
+        n, pad = self.states.shape[0], k - self.states.shape[0]
+
+        def padded(x: torch.Tensor) -> torch.Tensor:
+            return torch.cat([x.new_zeros(pad, *x.shape[1:]), x])[None]
+
+        mask = torch.cat([torch.zeros(pad), torch.ones(n)]).to(device=a.device, dtype=torch.long)[None]
+        out = a.model(
+            states=padded(self.states),
+            actions=padded(self.actions),
+            returns_to_go=padded(self.returns),
+            timesteps=padded(self.timesteps),
+            attention_mask=mask,
+        )
+        return out.action_preds[0, -1].cpu().numpy()
+
+    def record(self, action: np.ndarray) -> None:
+        """The action taken: it replaces the current step's zero placeholder."""
+        taken = torch.as_tensor(np.asarray(action), dtype=torch.float32, device=self.a.device)
+        self.actions = torch.cat([self.actions[:-1], taken[None]])
+
+    def cache_fraction(self) -> float:
+        return 1.0
+
+
+class CachedActor:
+    """The whole episode in the encoder's KV cache, managed by a memory policy."""
+
+    def __init__(self, adapter: DecisionTransformerAdapter, policy: MemoryPolicy, config: ControllerConfig) -> None:
+        from transformers import DynamicCache
+
+        if config.protocol != "streaming":
+            raise ValueError("acting appends tokens step by step: only the streaming protocol applies")
+        self.a = adapter
+        self.cache = DynamicCache(config=adapter.model.config)
+        self.controller = MemoryController(policy, config)
+        self._attached = self.controller.attach(adapter.model, self.cache, adapter.attention_modules())
+        self._attached.__enter__()
+        self._pending: torch.Tensor | None = None  # the embedded previous action, fed with the next step
+        self.timestep_tokens: list[int] = []  # per cache entry in order of arrival: its timestep
+
+    def close(self) -> None:
+        """Remove the hooks (the cache and its statistics stay readable)."""
+        self._attached.__exit__(None, None, None)
+
+    def __enter__(self) -> CachedActor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _embed(self, kind: str, value: torch.Tensor, t: int) -> torch.Tensor:
+        m = self.a.model
+        layer = {"return": m.embed_return, "state": m.embed_state, "action": m.embed_action}[kind]
+        time = m.embed_timestep(torch.tensor([t], device=self.a.device))
+        return layer(value[None]) + time
+
+    @torch.inference_mode()
+    def act(self, state: np.ndarray, return_to_go: float, t: int) -> np.ndarray:
+        a = self.a
+        tokens = [] if self._pending is None else [self._pending]
+        rtg = torch.tensor([return_to_go / a.agent.return_scale], dtype=torch.float32, device=a.device)
+        tokens += [self._embed("return", rtg, t), self._embed("state", a.normalise(state), t)]
+        x = a.model.embed_ln(torch.cat(tokens)[None])
+        n = x.shape[1]
+
+        def forward(start: int, end: int) -> torch.Tensor:
+            return a.model.encoder(
+                inputs_embeds=x,
+                past_key_values=self.cache,
+                position_ids=torch.zeros(1, n, dtype=torch.long, device=a.device),
+                use_cache=True,
+            ).last_hidden_state
+
+        hidden = self.controller.step(forward, n)
+        self.timestep_tokens += [t] * n if self._pending is None else [t - 1] + [t] * (n - 1)
+        self._pending, self._t = None, t
+        return a.model.predict_action(hidden[0, -1]).cpu().numpy()
+
+    def record(self, action: np.ndarray) -> None:
+        """The action taken: it enters the cache with the next step's return and state."""
+        taken = torch.as_tensor(np.asarray(action), dtype=torch.float32, device=self.a.device)
+        self._pending = self._embed("action", taken, self._t)
+
+    def cache_fraction(self) -> float:
+        return self.controller.stats.cache_fraction
+
+
+@dataclass
+class Episode:
+    """One rollout: its return, length, the cache it kept, and which timesteps each layer kept at the end."""
+
+    seed: int
+    episode_return: float
+    length: int
+    cache_fraction: float
+    kept_timesteps: list[list[int]] = field(default_factory=list)  # per layer, head 0
+
+
+def rollout(adapter: DecisionTransformerAdapter, env, actor, seed: int, max_steps: int = 1000) -> Episode:
+    """Run one episode with ``actor``; the target return is the checkpoint's."""
+    adapter.check_env(env)
+    state, _ = env.reset(seed=seed)
+    env.action_space.seed(seed)
+    rtg, total, t = adapter.agent.target_return, 0.0, 0
+    low, high = env.action_space.low, env.action_space.high
+    for t in range(max_steps):
+        action = np.clip(actor.act(state, rtg, t), low, high)
+        state, reward, terminated, truncated, _ = env.step(action)
+        total += float(reward)
+        rtg -= float(reward)
+        actor.record(action)
+        if terminated or truncated:
+            break
+    kept: list[list[int]] = []
+    if isinstance(actor, CachedActor):
+        for layer in range(len(adapter.attention_modules())):
+            positions = actor.controller.positions(layer)[0, 0].tolist()
+            kept.append(sorted({actor.timestep_tokens[p] for p in positions}))
+        actor.close()
+    return Episode(seed, total, t + 1, actor.cache_fraction(), kept)
