@@ -70,6 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("run_dir", type=Path)
     exp.add_argument("--to", type=Path, default=None, help="checkpoint directory (default RUN_DIR/namm)")
 
+    data = sub.add_parser(
+        "rl-datasets", help="generate offline RL datasets (minari format) from the SAC behaviour policies"
+    )
+    data.add_argument("--out", type=Path, required=True, help="dataset root (minari layout); datasets there are kept")
+    data.add_argument("--envs", type=_csv, default=["hopper", "walker2d"], help="comma list (default hopper,walker2d)")
+    data.add_argument("--qualities", type=_csv, default=["sac", "sac-noisy"], help="comma list (default sac,sac-noisy)")
+    data.add_argument("--steps", type=int, default=100_000, help="transitions per dataset, whole episodes (100000)")
+    data.add_argument("--seed", type=int, default=0)
+    data.add_argument("--sb3-dir", default=None, help="rl-trained-agents directory (default ../shared/data/rl/sb3)")
+
     sub.add_parser("list", help="list suites, tasks, policies and adapters")
     return parser
 
@@ -86,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
             return _evolve(args)
         if args.command == "export":
             return _export(args)
+        if args.command == "rl-datasets":
+            return _rl_datasets(args)
         return _list()
     except (ValueError, OSError) as err:
         print(f"namm-bench: error: {err}", file=sys.stderr)
@@ -116,6 +128,27 @@ def _export(args: argparse.Namespace) -> int:
 
     path = export(args.run_dir, args.to)
     print(f"wrote {path / 'namm.safetensors'} and {path / 'namm.json'}")
+    return 0
+
+
+def _rl_datasets(args: argparse.Namespace) -> int:
+    import json
+
+    from namm_bench.suites.rl_datasets import dataset_id, write_dataset
+
+    if args.steps < 1:
+        raise ValueError(f"--steps must be positive, got {args.steps}")
+    for env in args.envs:
+        for quality in args.qualities:
+            summary_file = args.out / dataset_id(env, quality) / "namm-bench.json"
+            if summary_file.is_file():
+                verb, summary = "kept", json.loads(summary_file.read_text())
+            else:
+                verb, summary = "wrote", write_dataset(args.out, env, quality, args.steps, args.seed, args.sb3_dir)
+            print(
+                f"{verb} {summary['dataset_id']}: {summary['episodes']} episodes, {summary['steps']} steps, mean "
+                f"return {summary['mean_return']:.1f} (D4RL-normalised {summary['mean_normalised']:.1f})"
+            )
     return 0
 
 
