@@ -80,6 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--seed", type=int, default=0)
     data.add_argument("--sb3-dir", default=None, help="rl-trained-agents directory (default ../shared/data/rl/sb3)")
 
+    train = sub.add_parser("rl-train", help="train a Decision Transformer on a dataset (Chen et al.'s settings)")
+    train.add_argument("--env", required=True, help="hopper or walker2d")
+    train.add_argument("--quality", required=True, help="dataset: sac or sac-noisy (see rl-datasets)")
+    train.add_argument("--data-dir", default=None, help="dataset root written by rl-datasets ($NAMM_BENCH_RL_DATA)")
+    train.add_argument("--out", type=Path, required=True, help="run directory: config, state.pt, log.jsonl, model/")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
+    train.add_argument("--context", type=int, default=20, help="K, timesteps per training window (20)")
+    train.add_argument("--steps", type=int, default=100_000, help="gradient steps (Chen et al.: 100000)")
+    train.add_argument("--batch-size", type=int, default=64)
+    train.add_argument("--seed", type=int, default=0)
+
     sub.add_parser("list", help="list suites, tasks, policies and adapters")
     return parser
 
@@ -98,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             return _export(args)
         if args.command == "rl-datasets":
             return _rl_datasets(args)
+        if args.command == "rl-train":
+            return _rl_train(args)
         return _list()
     except (ValueError, OSError) as err:
         print(f"namm-bench: error: {err}", file=sys.stderr)
@@ -149,6 +162,23 @@ def _rl_datasets(args: argparse.Namespace) -> int:
                 f"{verb} {summary['dataset_id']}: {summary['episodes']} episodes, {summary['steps']} steps, mean "
                 f"return {summary['mean_return']:.1f} (D4RL-normalised {summary['mean_normalised']:.1f})"
             )
+    return 0
+
+
+def _rl_train(args: argparse.Namespace) -> int:
+    from namm_bench.adapters.decision_transformer_training import TrainConfig, train
+    from namm_bench.suites.rl_datasets import load_episodes
+
+    cfg = TrainConfig(
+        env=args.env,
+        quality=args.quality,
+        context=args.context,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        seed=args.seed,
+    )
+    model = train(cfg, load_episodes(args.data_dir, args.env, args.quality), args.out, resume=args.resume)
+    print(f"model: {model}  (log: {args.out / 'log.jsonl'})")
     return 0
 
 

@@ -151,9 +151,9 @@ def collect(env_name: str, quality: str, steps: int, seed: int, sb3_dir: str | P
 
 @contextmanager
 def minari_root(root: Path) -> Iterator[None]:
-    """Point minari's dataset directory at ``root`` for the duration."""
+    """Point minari's dataset directory at ``root`` (made absolute: minari mangles relative ones)."""
     previous = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(root)
+    os.environ["MINARI_DATASETS_PATH"] = str(Path(root).resolve())
     try:
         yield
     finally:

@@ -45,11 +45,12 @@ def test_sac_actor_is_tanh_mu_of_two_relu_layers(tmp_path):
     assert np.all(np.abs(actor(obs)) <= 1)
 
 
-def test_generated_datasets_read_back_through_minari(tmp_path, capsys):
+def test_generated_datasets_read_back_through_minari(tmp_path, capsys, monkeypatch):
     import minari
 
     fake_sb3(tmp_path / "sb3")
-    out = tmp_path / "datasets"
+    monkeypatch.chdir(tmp_path)
+    out = Path("datasets")  # relative, as a user types it
     args = ["rl-datasets", "--out", str(out), "--envs", "hopper", "--steps", "150", "--sb3-dir", str(tmp_path / "sb3")]
     assert main(args) == 0
     printed = capsys.readouterr().out
@@ -64,7 +65,7 @@ def test_generated_datasets_read_back_through_minari(tmp_path, capsys):
         assert all(e["observations"].shape == (len(e["rewards"]), 11) and e["actions"].shape[1] == 3 for e in episodes)
     # minari itself: the dataset is found by id, and the D4RL references normalise its returns
     sac_steps = json.loads((out / dataset_id("hopper", "sac") / "namm-bench.json").read_text())["steps"]
-    os.environ["MINARI_DATASETS_PATH"] = str(out)
+    os.environ["MINARI_DATASETS_PATH"] = str(out.resolve())
     try:
         dataset = minari.load_dataset("namm-bench/hopper/sac-v0")
         assert dataset.total_steps == sac_steps and dataset.spec.env_spec.id == "Hopper-v5"
