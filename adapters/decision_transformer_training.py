@@ -56,7 +56,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.env not in TARGET_RETURNS:
             raise ValueError(f"unknown environment {self.env!r}; known: {', '.join(TARGET_RETURNS)}")
-        for name in ("context", "batch_size", "steps", "log_every", "checkpoint_every"):
+        for name in ("context", "batch_size", "steps", "warmup_steps", "log_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 

@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
     train.add_argument("--context", type=int, default=20, help="K, timesteps per training window (20)")
     train.add_argument("--steps", type=int, default=100_000, help="gradient steps (Chen et al.: 100000)")
+    train.add_argument("--warmup-steps", type=int, default=10_000, help="linear learning-rate warm-up (10000)")
     train.add_argument("--batch-size", type=int, default=64)
     train.add_argument("--seed", type=int, default=0)
 
@@ -174,6 +175,7 @@ def _rl_train(args: argparse.Namespace) -> int:
         quality=args.quality,
         context=args.context,
         steps=args.steps,
+        warmup_steps=args.warmup_steps,
         batch_size=args.batch_size,
         seed=args.seed,
     )

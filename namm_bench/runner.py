@@ -117,6 +117,8 @@ def run_suite(spec: RunSpec) -> Path:
 
     # Everything a user can get wrong is checked before the model loads.
     suite = get_suite(spec.suite, spec.data_dir)
+    if hasattr(suite, "run"):  # a suite with a loop of its own (rl: episodes, not prompts)
+        return suite.run(spec)
     tasks = spec.tasks or getattr(suite, "default_tasks", suite.tasks)()  # file-backed suites: the files present
     unknown = [t for t in tasks if t not in suite.tasks()]
     if unknown:

@@ -39,12 +39,21 @@ def _choubun(data_dir: str | None = None) -> Suite:
     return ChouBunSuite(data_dir)
 
 
+def _rl(data_dir: str | None = None):
+    from .rl import RlSuite
+
+    if data_dir is not None:
+        raise ValueError("suite rl runs trained agents: pass them with --model DIR (--data-dir does not apply)")
+    return RlSuite()
+
+
 SUITES = {
     "synthetic": _synthetic,
     "longbench": _longbench,
     "infinitebench": _infinitebench,
     "lost_in_the_middle": _lost_in_the_middle,
     "choubun": _choubun,
+    "rl": _rl,
 }
 """Suite name -> factory(data_dir); imports stay lazy so the CLI starts fast."""
 

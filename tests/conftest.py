@@ -55,3 +55,28 @@ def tiny_model_dir(tmp_path_factory):
     model.save_pretrained(directory)
     fast.save_pretrained(directory)
     return directory
+
+
+STATE, ACT = 11, 3  # Hopper's sizes
+
+
+def save_tiny_dt(path, env_id: str = "Hopper-v5", state_dim: int = STATE):
+    """A tiny random Decision Transformer checkpoint (model files + agent.json) in ``path``."""
+    import numpy as np
+    from transformers import DecisionTransformerConfig, DecisionTransformerModel
+
+    from namm_bench.adapters.decision_transformer import AgentSpec
+
+    torch.manual_seed(0)
+    cfg = DecisionTransformerConfig(
+        state_dim=state_dim, act_dim=ACT, hidden_size=32, n_layer=2, n_head=2, max_ep_len=1000, n_positions=64
+    )
+    DecisionTransformerModel(cfg).save_pretrained(path)
+    rng = np.random.default_rng(0)
+    AgentSpec(env_id, rng.normal(size=state_dim).tolist(), (1 + rng.random(state_dim)).tolist(), 3600.0).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_dt(tmp_path_factory):
+    return save_tiny_dt(tmp_path_factory.mktemp("tiny-dt"))

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import torch
+from conftest import ACT, STATE
 
 from namm_bench.adapters.decision_transformer import (
     AgentError,
-    AgentSpec,
     DecisionTransformerAdapter,
     make_env,
     rollout,
@@ -15,23 +15,6 @@ from namm_bench.budget import Budget
 from namm_bench.controller import ControllerConfig
 from namm_bench.policies import H2O, NAMM, FullCache, MemoryPolicy
 from namm_bench.policies.base import top_k_chronological
-
-STATE, ACT = 11, 3  # Hopper's sizes
-
-
-@pytest.fixture(scope="module")
-def tiny_dt(tmp_path_factory):
-    from transformers import DecisionTransformerConfig, DecisionTransformerModel
-
-    torch.manual_seed(0)
-    cfg = DecisionTransformerConfig(
-        state_dim=STATE, act_dim=ACT, hidden_size=32, n_layer=2, n_head=2, max_ep_len=1000, n_positions=64
-    )
-    path = tmp_path_factory.mktemp("tiny-dt")
-    DecisionTransformerModel(cfg).save_pretrained(path)
-    rng = np.random.default_rng(0)
-    AgentSpec("Hopper-v5", rng.normal(size=STATE).tolist(), (1 + rng.random(STATE)).tolist(), 3600.0).save(path)
-    return path
 
 
 def trajectory(steps: int, seed: int = 0):

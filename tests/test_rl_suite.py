@@ -1,0 +1,59 @@
+"""RL suite on tiny random Decision Transformers: rows per regime and policy, match, rerun, bad input."""
+
+import json
+
+import pytest
+
+pytest.importorskip("mujoco", reason="the rl extra (gymnasium[mujoco]) is not installed")
+
+from conftest import save_tiny_dt  # noqa: E402
+
+from namm_bench.cli import main  # noqa: E402
+from namm_bench.suites.rl_datasets import normalised_score  # noqa: E402
+
+
+def run_rl(agents, out, *extra):
+    argv = ["run", "rl", "--model", str(agents), "--out", str(out), "--limit", "2", "--interval", "24", *extra]
+    return main(argv)
+
+
+def test_episodes_under_each_regime_and_policy_then_a_rerun_adds_nothing(tmp_path, tiny_dt):
+    out = tmp_path / "run"
+    policies = ["--policies", "full,h2o,l2,namm", "--budget", "0.25,match"]
+    assert run_rl(tiny_dt, out, *policies) == 0
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    cells = {(r["protocol"], r["policy"], r["budget"]) for r in rows}
+    expected = {("window", "full", "none"), ("cached", "full", "none"), ("cached", "namm", "none")}
+    assert cells == expected | {("cached", p, b) for p in ("h2o", "l2") for b in ("0.25", "match")}
+    assert len(rows) == 2 * len(cells) and {r["example_id"] for r in rows} == {"episode-0", "episode-1"}
+    for r in rows:
+        assert r["score"] == pytest.approx(normalised_score("hopper", r["episode_return"]) / 100)
+        if r["protocol"] == "cached":
+            assert r["tokens"] == 3 * r["length"] - 1 and len(r["kept_timesteps"]) == 2  # layers
+    by = {(r["example_id"], r["protocol"], r["policy"], r["budget"]): r for r in rows}
+    for ep in ("episode-0", "episode-1"):
+        assert by[(ep, "cached", "full", "none")]["cache_fraction"] == 1.0
+        assert by[(ep, "cached", "l2", "0.25")]["policy_config"]["skip_layers"] == []  # every layer pruned
+        # match: H2O runs at the ratio of the NAMM's cache fraction on the same episode seed
+        assert by[(ep, "cached", "h2o", "match")]["budget_ratio"] == pytest.approx(
+            by[(ep, "cached", "namm", "none")]["cache_fraction"]
+        )
+    size = (out / "results.jsonl").stat().st_size
+    assert run_rl(tiny_dt, out, *policies) == 0
+    assert (out / "results.jsonl").stat().st_size == size
+    assert main(["report", str(out)]) == 0
+    assert "rl (cached)" in (out / "report.md").read_text()
+
+
+def test_bad_input_is_one_clear_error(tmp_path, capsys):
+    assert run_rl(tmp_path / "nowhere", tmp_path / "out") == 2
+    assert "agent directory" in capsys.readouterr().err
+    save_tiny_dt(tmp_path / "walker", env_id="Walker2d-v5")  # a Hopper-sized model for Walker2d
+    assert run_rl(tmp_path / "walker", tmp_path / "out") == 2
+    assert "states of size 11" in capsys.readouterr().err
+    save_tiny_dt(tmp_path / "typo", env_id="Hoper-v5")
+    assert run_rl(tmp_path / "typo", tmp_path / "out") == 2
+    assert "unknown environment 'Hoper-v5'" in capsys.readouterr().err
+    assert run_rl(tmp_path / "typo", tmp_path / "out", "--tasks", "ant") == 2
+    assert "unknown agent(s) ant" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "results.jsonl").exists()
