@@ -24,6 +24,7 @@ SUMMARY_COLUMNS: tuple[str, ...] = GROUP_FIELDS + (
     "n",
     "errors",
     "score",
+    "score_se",
     "cache_pct",
     "peak_kv_mib",
     "seconds",
@@ -55,10 +56,10 @@ def summary_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     -------
     pandas.DataFrame
         Columns :data:`SUMMARY_COLUMNS`: the group fields, ``n`` (rows without error), ``errors``
-        (rows with one), ``score`` (100 x mean score), ``cache_pct`` (100 x mean cache fraction),
-        ``peak_kv_mib`` (mean peak KV cache size, MiB), ``seconds`` (mean) and ``truncated``
-        (rows whose prompt was truncated, errors included). Means of a group with no error-free
-        row are NaN.
+        (rows with one), ``score`` (100 x mean score), ``score_se`` (its standard error over the
+        examples; NaN below 2), ``cache_pct`` (100 x mean cache fraction), ``peak_kv_mib`` (mean
+        peak KV cache size, MiB), ``seconds`` (mean) and ``truncated`` (rows whose prompt was
+        truncated, errors included). Means of a group with no error-free row are NaN.
 
     Raises
     ------
@@ -103,6 +104,7 @@ def summary_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
             n=("_ok", "sum"),
             errors=("_failed", "sum"),
             score=("_score", "mean"),
+            score_se=("_score", "sem"),
             cache_pct=("_cache", "mean"),
             peak_kv_mib=("_mib", "mean"),
             seconds=("_seconds", "mean"),
@@ -341,7 +343,7 @@ def _section(section: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
                 col_counts.append("")
                 continue
             group = col.loc[task]
-            col_cells.append(_cell(group["score"], group["cache_pct"]))
+            col_cells.append(_cell(group["score"], group["cache_pct"], group["score_se"]))
             col_counts.append(str(int(group["n"])))
             scores.append(group["score"])
             caches.append(group["cache_pct"])
@@ -364,8 +366,9 @@ def _section(section: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
     table = pd.DataFrame(cells)
     lines = [_table(table), ""]
     lines.append(
-        f"Cells: score x100 / cache % (retained KV entries / (layers x KV heads x tokens processed), "
-        f"x100), means over n = {n_text} examples per task; `average` is the unweighted mean over tasks."
+        f"Cells: score x100 ± its standard error over the examples / cache % (retained KV entries / (layers x KV "
+        f"heads x tokens processed), x100), means over n = {n_text} examples per task; `average` is the "
+        "unweighted mean over tasks."
     )
     if partial_average:
         lines.append("`*`: averaged over the tasks this column has, not all of them.")
@@ -400,9 +403,10 @@ def _problems(section: pd.DataFrame) -> list[str]:
     return lines
 
 
-def _cell(score: float, cache_pct: float) -> str:
-    """Format a table cell like ``95.0 / 25.3``; a missing number shows as ``-``."""
-    return f"{_number(score)} / {_number(cache_pct)}"
+def _cell(score: float, cache_pct: float, se: float = math.nan) -> str:
+    """Format a table cell like ``95.0 / 25.3``, or ``95.0 ± 2.1 / 25.3`` with a standard error; missing is ``-``."""
+    spread = "" if _is_missing(se) else f" ± {se:.1f}"
+    return f"{_number(score)}{spread} / {_number(cache_pct)}"
 
 
 def _number(value: float) -> str:

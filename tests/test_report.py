@@ -136,8 +136,9 @@ def test_write_report_files(tmp_path: Path, rows: list[dict]) -> None:
         for cells in [[c.strip() for c in line.strip("|").split("|")]]
         if len(cells) == 3 and "/" in line
     }
-    assert table["qasper"] == ["96.7 / 100.0", "75.0 / 27.5"]
-    assert table["narrativeqa"] == ["50.0 / 100.0", "25.0 / 20.0"]
+    # standard errors: full 100, 100, 90 -> sd 5.77 / sqrt 3 = 3.3; h2o 100, 50 (the error row left out) -> 25.0
+    assert table["qasper"] == ["96.7 ± 3.3 / 100.0", "75.0 ± 25.0 / 27.5"]
+    assert table["narrativeqa"] == ["50.0 / 100.0", "25.0 / 20.0"]  # one example: no standard error
     # Unweighted mean over tasks: (96.67 + 50) / 2 and (75 + 25) / 2; caches (27.5 + 20) / 2.
     assert table["average"] == ["73.3 / 100.0", "50.0 / 23.8"]
 
