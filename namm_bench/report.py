@@ -154,6 +154,11 @@ def write_report(out_dir: Path) -> tuple[Path, Path]:
         markdown += "\n![normalised score against cache %](report.png)\n"
     if write_layer_heatmap(rows, out_dir / "report-layers.png"):
         markdown += "\n![share of each layer's tokens kept, per memory policy](report-layers.png)\n"
+    if any(r.get("suite") == "rl" for r in rows):
+        from namm_bench.suites.rl import write_plots
+
+        for path, caption in write_plots(rows, out_dir):
+            markdown += f"\n![{caption}]({path.name})\n"
     write_atomic(md_path, markdown)
     logger.info("wrote %s and %s (%d groups from %d rows)", md_path, csv_path, len(summary), len(rows))
     return md_path, csv_path

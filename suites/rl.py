@@ -159,3 +159,83 @@ def run(spec) -> Path:
             if policy_name == "namm" and regime == "cached":
                 namm_fraction[(task, row["example_id"])] = episode.cache_fraction
     return spec.out
+
+
+def write_plots(rows: list[dict[str, Any]], out_dir: Path) -> list[tuple[Path, str]]:
+    """The rl suite's own figures: return against cache %, and which timesteps each policy kept.
+
+    Returns (path, caption) for each figure written; none without rl rows.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from namm_bench.files import write_figure
+    from namm_bench.report import column_label
+
+    rows = [r for r in rows if r.get("suite") == "rl" and not r.get("error")]
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    if not tasks:
+        return []
+    written = []
+
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+        for r in rows:
+            if r["task"] == task:
+                groups.setdefault((r["protocol"], r["policy"], r["budget"]), []).append(r)
+        for (regime, policy, budget), members in groups.items():
+            returns = np.array([m["normalised_return"] for m in members])
+            se = returns.std(ddof=1) / np.sqrt(len(returns)) if len(returns) > 1 else 0.0
+            if regime == "window":
+                ax.axhline(returns.mean(), ls="--", color="grey", label=f"full, window of K (n={len(returns)})")
+                continue
+            cache = 100 * np.mean([m["cache_fraction"] for m in members])
+            ax.errorbar(
+                cache,
+                returns.mean(),
+                yerr=se,
+                fmt="*" if policy == "full" else "o",
+                capsize=3,
+                label=f"{column_label(policy, budget)} (n={len(returns)})",
+            )
+        ax.set_title(f"rl: {task}", fontsize=9)
+        ax.set_xlabel("cache %")
+        ax.set_ylabel("D4RL-normalised return (mean ± s.e.)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = out_dir / "report-rl-return.png"
+    write_figure(fig, path)
+    written.append((path, "D4RL-normalised return against cache %, cached regime (the window regime dashed)"))
+
+    bins = 10
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        shares: dict[str, list[np.ndarray]] = {}
+        for r in rows:
+            if r["task"] != task or r["protocol"] != "cached" or r["policy"] == "full" or not r.get("kept_timesteps"):
+                continue
+            length = r["length"]
+            edges = np.linspace(0, length, bins + 1)
+            per_bin = np.histogram(np.arange(length), edges)[0].clip(min=1)
+            for kept in r["kept_timesteps"]:
+                shares.setdefault(column_label(r["policy"], r["budget"]), []).append(
+                    np.histogram(kept, edges)[0] / per_bin
+                )
+        for label, values in shares.items():
+            ax.plot(100 * (np.arange(bins) + 0.5) / bins, 100 * np.mean(values, axis=0), "o-", label=label)
+        ax.set_title(f"rl: {task}", fontsize=9)
+        ax.set_xlabel("episode phase (% of the episode's timesteps)")
+        ax.set_ylabel("timesteps still in the cache at the end (%)")
+        ax.set_ylim(0, 105)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = out_dir / "report-rl-timesteps.png"
+    write_figure(fig, path)
+    written.append((path, "which timesteps each memory policy kept, by episode phase (mean over layers and episodes)"))
+    return written

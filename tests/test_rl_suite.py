@@ -42,7 +42,9 @@ def test_episodes_under_each_regime_and_policy_then_a_rerun_adds_nothing(tmp_pat
     assert run_rl(tiny_dt, out, *policies) == 0
     assert (out / "results.jsonl").stat().st_size == size
     assert main(["report", str(out)]) == 0
-    assert "rl (cached)" in (out / "report.md").read_text()
+    md = (out / "report.md").read_text()
+    assert "rl (cached)" in md and "rl (window)" in md
+    assert "(report-rl-return.png)" in md and (out / "report-rl-timesteps.png").stat().st_size > 0
 
 
 def test_bad_input_is_one_clear_error(tmp_path, capsys):
