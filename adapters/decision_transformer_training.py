@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from namm_bench.files import write_atomic
+from namm_bench.suites.rl_datasets import ENVIRONMENTS
 
 from .decision_transformer import AgentSpec
 
@@ -178,14 +179,17 @@ def train(cfg: TrainConfig, episodes: list[dict[str, np.ndarray]], out: Path, re
             bar.set_postfix(loss=f"{row['loss']:.4f}")
             losses, began = [], time.perf_counter()
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            _save_state(state_file, model, opt, sched, rng, step)
+            _save_state(state_file, model, opt, sched, rng, step, data)
         bar.update(1)
     bar.close()
-    return export(model, data, cfg, out / "model")
+    return export_run(out)
 
 
-def _save_state(path: Path, model, opt, sched, rng: np.random.Generator, step: int) -> None:
+def _save_state(path: Path, model, opt, sched, rng: np.random.Generator, step: int, data: Trajectories) -> None:
     state = {
+        "state_mean": data.mean.tolist(),
+        "state_std": data.std.tolist(),
+        "act_dim": data.act_dim,
         "model": model.state_dict(),
         "optimizer": opt.state_dict(),
         "scheduler": sched.state_dict(),
@@ -198,19 +202,31 @@ def _save_state(path: Path, model, opt, sched, rng: np.random.Generator, step: i
     write_atomic(path, buf.getvalue())
 
 
-def export(model, data: Trajectories, cfg: TrainConfig, directory: Path) -> Path:
-    """``save_pretrained`` files plus ``agent.json``: what the adapter loads."""
-    directory.mkdir(parents=True, exist_ok=True)
+def export_run(run: Path, directory: Path | None = None) -> Path:
+    """Write the run's latest ``state.pt`` as a checkpoint the adapter loads (``save_pretrained`` + ``agent.json``).
+
+    ``agent.json`` records the training config and ``trained_steps``: a run exported before its
+    last step says so.
+    """
+    run = Path(run)
+    if not (run / "state.pt").is_file():
+        raise ValueError(f"{run} holds no training state (state.pt); train first with `namm-bench rl-train`")
+    cfg = TrainConfig(**json.loads((run / "config.json").read_text()))
+    state = torch.load(run / "state.pt", weights_only=False)
+    model = build_model(cfg, len(state["state_mean"]), state["act_dim"])
+    model.load_state_dict(state["model"])
     model.eval()
+    directory = Path(directory) if directory is not None else run / "model"
+    directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(directory)
     AgentSpec(
-        env_id={"hopper": "Hopper-v5", "walker2d": "Walker2d-v5"}[cfg.env],
-        state_mean=data.mean.tolist(),
-        state_std=data.std.tolist(),
+        env_id=ENVIRONMENTS[cfg.env],
+        state_mean=state["state_mean"],
+        state_std=state["state_std"],
         target_return=TARGET_RETURNS[cfg.env],
         return_scale=cfg.return_scale,
         context=cfg.context,
         dataset=f"{cfg.env}/{cfg.quality}",
-        extra={"train_config": dataclasses.asdict(cfg)},
+        extra={"train_config": dataclasses.asdict(cfg), "trained_steps": state["step"]},
     ).save(directory)
     return directory

@@ -92,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int, default=64)
     train.add_argument("--seed", type=int, default=0)
 
+    rl_exp = sub.add_parser("rl-export", help="write a training run's latest state as an agent checkpoint")
+    rl_exp.add_argument("run_dir", type=Path)
+    rl_exp.add_argument("--to", type=Path, default=None, help="checkpoint directory (default RUN_DIR/model)")
+
     sub.add_parser("list", help="list suites, tasks, policies and adapters")
     return parser
 
@@ -112,6 +116,11 @@ def main(argv: list[str] | None = None) -> int:
             return _rl_datasets(args)
         if args.command == "rl-train":
             return _rl_train(args)
+        if args.command == "rl-export":
+            from namm_bench.adapters.decision_transformer_training import export_run
+
+            print(f"agent: {export_run(args.run_dir, args.to)}")
+            return 0
         return _list()
     except (ValueError, OSError) as err:
         print(f"namm-bench: error: {err}", file=sys.stderr)

@@ -8,6 +8,7 @@ import torch
 
 from namm_bench.adapters.decision_transformer import DecisionTransformerAdapter
 from namm_bench.adapters.decision_transformer_training import TrainConfig, Trajectories, train
+from namm_bench.cli import main
 
 
 def episodes(n=6, seed=0):
@@ -89,6 +90,28 @@ def test_the_exported_model_acts_through_the_adapter(tmp_path):
     adapter = DecisionTransformerAdapter(model_dir)
     action = adapter.actor("window").act(np.zeros(11), 3600.0, 0)
     assert action.shape == (3,) and np.all(np.abs(action) <= 1)  # tanh head
+    data = Trajectories(episodes(), tiny())
+    assert adapter.agent.state_mean == pytest.approx(data.mean.tolist()) and adapter.agent.extra["trained_steps"] == 3
+
+
+def test_a_run_stopped_midway_exports_its_last_checkpoint(tmp_path, monkeypatch, capsys):
+    original = Trajectories.batch
+
+    def dies_at_step_8(self, rng, calls=[0]):  # noqa: B006 (a counter across calls)
+        calls[0] += 1
+        if calls[0] == 8:
+            raise RuntimeError("killed")
+        return original(self, rng)
+
+    monkeypatch.setattr(Trajectories, "batch", dies_at_step_8)
+    with pytest.raises(RuntimeError):
+        train(tiny(), episodes(), tmp_path / "run")
+    assert main(["rl-export", str(tmp_path / "run"), "--to", str(tmp_path / "agent")]) == 0
+    assert f"agent: {tmp_path / 'agent'}" in capsys.readouterr().out
+    agent = DecisionTransformerAdapter(tmp_path / "agent").agent
+    assert agent.extra["trained_steps"] == 5 and agent.extra["train_config"]["steps"] == 20  # checkpoint every 5
+    assert main(["rl-export", str(tmp_path / "nothing")]) == 2
+    assert "holds no training state" in capsys.readouterr().err
 
 
 def test_bad_runs_are_refused(tmp_path):
