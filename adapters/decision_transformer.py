@@ -204,8 +204,10 @@ class CachedActor:
         self.timestep_tokens: list[int] = []  # per cache entry in order of arrival: its timestep
 
     def close(self) -> None:
-        """Remove the hooks (the cache and its statistics stay readable)."""
-        self._attached.__exit__(None, None, None)
+        """Remove the hooks (the cache and its statistics stay readable); closing twice is harmless."""
+        if self._attached is not None:
+            self._attached.__exit__(None, None, None)
+            self._attached = None
 
     def __enter__(self) -> CachedActor:
         return self
@@ -268,18 +270,21 @@ def rollout(adapter: DecisionTransformerAdapter, env, actor, seed: int, max_step
     env.action_space.seed(seed)
     rtg, total, t = adapter.agent.target_return, 0.0, 0
     low, high = env.action_space.low, env.action_space.high
-    for t in range(max_steps):
-        action = np.clip(actor.act(state, rtg, t), low, high)
-        state, reward, terminated, truncated, _ = env.step(action)
-        total += float(reward)
-        rtg -= float(reward)
-        actor.record(action)
-        if terminated or truncated:
-            break
     kept: list[list[int]] = []
-    if isinstance(actor, CachedActor):
-        for layer in range(len(adapter.attention_modules())):
-            positions = actor.controller.positions(layer)[0, 0].tolist()
-            kept.append(sorted({actor.timestep_tokens[p] for p in positions}))
-        actor.close()
+    try:
+        for t in range(max_steps):
+            action = np.clip(actor.act(state, rtg, t), low, high)
+            state, reward, terminated, truncated, _ = env.step(action)
+            total += float(reward)
+            rtg -= float(reward)
+            actor.record(action)
+            if terminated or truncated:
+                break
+        if isinstance(actor, CachedActor):
+            for layer in range(len(adapter.attention_modules())):
+                positions = actor.controller.positions(layer)[0, 0].tolist()
+                kept.append(sorted({actor.timestep_tokens[p] for p in positions}))
+    finally:
+        if isinstance(actor, CachedActor):
+            actor.close()  # the model's hooks go, whatever happened
     return Episode(seed, total, t + 1, actor.cache_fraction(), kept)
