@@ -31,8 +31,6 @@ from tqdm.auto import tqdm
 from .base import DataError
 from .rl_datasets import D4RL_REFERENCE, normalised_score
 
-REGIMES = ("window", "cached")
-
 
 def _env_name(env_id: str) -> str:
     name = env_id.split("-")[0].lower()
