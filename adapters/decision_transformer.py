@@ -88,7 +88,7 @@ def make_env(env_id: str, **kwargs: Any):
 
 
 class DecisionTransformerAdapter:
-    """A trained Decision Transformer (local directory or hub id) and the actors that run it.
+    """A trained Decision Transformer (a local checkpoint directory) and the actors that run it.
 
     Parameters
     ----------

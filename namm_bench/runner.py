@@ -155,12 +155,7 @@ def run_suite(spec: RunSpec) -> Path:
         if row_key(row) in done:
             continue
         bar.set_postfix_str(f"{ex.example_id} {variant.policy}/{variant.label}")
-        budget = variant.budget
-        if budget == MATCH:
-            fraction = namm_fraction.get((ex.task, ex.example_id))
-            if fraction is None:
-                raise RuntimeError(f"{ex.example_id}: no NAMM row to match (it should have run first)")
-            budget = Budget(ratio=min(1.0, max(fraction, 1e-6)))
+        budget = resolve_match(variant.budget, namm_fraction.get((ex.task, ex.example_id)), ex.example_id)
         policy = _make(variant.policy, budget, namm)
         gen = adapter.generate(ex, policy, spec.controller, truncate=spec.long_inputs == "truncate")
         stats = gen.controller.stats
@@ -188,6 +183,15 @@ def run_suite(spec: RunSpec) -> Path:
         if variant.policy == "namm":
             namm_fraction[(ex.task, ex.example_id)] = stats.cache_fraction
     return spec.out
+
+
+def resolve_match(budget: Budget | str | None, namm_fraction: float | None, what: str) -> Budget | None:
+    """``budget``, with ``match`` replaced by the ratio the NAMM's row reached on the same example."""
+    if budget != MATCH:
+        return budget
+    if namm_fraction is None:
+        raise RuntimeError(f"{what}: no NAMM row to match (it should have run first)")
+    return Budget(ratio=min(1.0, max(namm_fraction, 1e-6)))
 
 
 def _make(name: str, budget: Budget | None, namm: NammCheckpoint | None) -> MemoryPolicy:

@@ -77,10 +77,11 @@ def _shipped_root() -> Path:
 
 def run(spec) -> Path:
     """Run ``spec`` (a ``RunSpec`` with suite ``rl``): episodes x regimes x (policy, budget); resumable."""
-    from namm_bench.adapters.decision_transformer import DecisionTransformerAdapter, make_env, rollout
-    from namm_bench.budget import MATCH, Budget
+    from namm_bench.adapters import get_adapter
+    from namm_bench.adapters.decision_transformer import make_env, rollout
+    from namm_bench.budget import Budget
     from namm_bench.results import ResultsStore, row_key
-    from namm_bench.runner import _make, code_version, load_namm, variants
+    from namm_bench.runner import _make, code_version, load_namm, resolve_match, variants
 
     suite = RlSuite(Path(spec.model) if spec.model else None)
     agents = suite.agent_dirs()
@@ -100,9 +101,8 @@ def run(spec) -> Path:
         if r["suite"] == "rl" and r["policy"] == "namm" and r["protocol"] == "cached"
     }
     for task in tasks:
-        adapter = DecisionTransformerAdapter(agents[task], device=spec.device)
+        adapter = get_adapter(suite.adapter, str(agents[task]), device=spec.device)
         env = make_env(adapter.agent.env_id)
-        adapter.check_env(env)
         env_name = _env_name(adapter.agent.env_id)
         jobs = [(seed, regime, v) for seed in range(spec.seed, spec.seed + episodes) for regime, v in plan]
         for seed, regime, variant in tqdm(jobs, desc=f"rl {task}", unit="episode", dynamic_ncols=True):
@@ -121,11 +121,7 @@ def run(spec) -> Path:
             if row_key(row) in done:
                 continue
             budget = None if variant is None else variant.budget
-            if budget == MATCH:
-                fraction = namm_fraction.get((task, row["example_id"]))
-                if fraction is None:
-                    raise RuntimeError(f"{task} {row['example_id']}: no NAMM row to match (it should have run first)")
-                budget = Budget(ratio=min(1.0, max(fraction, 1e-6)))
+            budget = resolve_match(budget, namm_fraction.get((task, row["example_id"])), f"{task} {row['example_id']}")
             began = time.perf_counter()
             if regime == "window":
                 actor, policy = adapter.actor("window"), None

@@ -33,6 +33,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from namm_bench.files import write_atomic
+
 from .base import DataError, data_dir_from
 
 ENV_SB3 = "NAMM_BENCH_SB3"
@@ -199,7 +201,8 @@ def write_dataset(
         "std_return": float(np.std(data.returns)),
         "mean_normalised": normalised_score(env_name, float(np.mean(data.returns))),
     }
-    (root / did / "namm-bench.json").write_text(json.dumps(summary, indent=2) + "\n")
+    # written last and atomically: its presence is what marks the dataset complete (rl-datasets keeps it)
+    write_atomic(root / did / "namm-bench.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
 
