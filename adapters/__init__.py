@@ -21,7 +21,17 @@ def _decision_transformer(model: str | None, **kwargs: Any):
     return DecisionTransformerAdapter(model, **kwargs)
 
 
-ADAPTERS = {"llama": _llama, "decision_transformer": _decision_transformer}
+def _llava_next_video(model: str | None, **kwargs: Any):
+    from .llava_next_video import LlavaNextVideoAdapter
+
+    return LlavaNextVideoAdapter(model, **kwargs)
+
+
+ADAPTERS = {
+    "llama": _llama,
+    "decision_transformer": _decision_transformer,
+    "llava_next_video": _llava_next_video,
+}
 """Adapter name -> factory(model, **options). Imports stay lazy so the CLI starts fast."""
 
 

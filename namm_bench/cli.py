@@ -96,6 +96,19 @@ def build_parser() -> argparse.ArgumentParser:
     rl_exp.add_argument("run_dir", type=Path)
     rl_exp.add_argument("--to", type=Path, default=None, help="checkpoint directory (default RUN_DIR/model)")
 
+    vid = sub.add_parser(
+        "video-train", help="train the embedded video model's vision tower and projector (SmolLM2 frozen)"
+    )
+    vid.add_argument("--out", type=Path, required=True, help="run directory: config, state.pt, log.jsonl, vision/")
+    vid.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
+    vid.add_argument("--align-steps", type=int, default=1500, help="frame-to-word alignment steps (1500)")
+    vid.add_argument("--qa-steps", type=int, default=300, help="question-answering steps through SmolLM2 (300)")
+    vid.add_argument("--seed", type=int, default=0)
+
+    vid_exp = sub.add_parser("video-export", help="write a video training run's latest state as vision weights")
+    vid_exp.add_argument("run_dir", type=Path)
+    vid_exp.add_argument("--to", type=Path, default=None, help="checkpoint directory (default RUN_DIR/vision)")
+
     sub.add_parser("list", help="list suites, tasks, policies and adapters")
     return parser
 
@@ -120,6 +133,17 @@ def main(argv: list[str] | None = None) -> int:
             from namm_bench.adapters.decision_transformer_training import export_run
 
             print(f"agent: {export_run(args.run_dir, args.to)}")
+            return 0
+        if args.command == "video-train":
+            from namm_bench.adapters.llava_next_video_training import VideoTrainConfig, train
+
+            cfg = VideoTrainConfig(align_steps=args.align_steps, qa_steps=args.qa_steps, seed=args.seed)
+            print(f"vision weights: {train(cfg, args.out, resume=args.resume)}  (log: {args.out / 'log.jsonl'})")
+            return 0
+        if args.command == "video-export":
+            from namm_bench.adapters.llava_next_video_training import export_run as export_vision
+
+            print(f"vision weights: {export_vision(args.run_dir, args.to)}")
             return 0
         return _list()
     except (ValueError, OSError) as err:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 from pathlib import Path
@@ -30,6 +31,9 @@ SUMMARY_COLUMNS: tuple[str, ...] = GROUP_FIELDS + (
     "seconds",
     "truncated",
 )
+
+SUITE_PLOTS = {"rl": "namm_bench.suites.rl", "video": "namm_bench.suites.video"}
+"""Suites whose module has ``write_plots(rows, out_dir) -> [(path, caption)]``."""
 
 _REQUIRED_FIELDS = GROUP_FIELDS + ("score", "cache_fraction")
 # Optional fields and the value a row without them gets.
@@ -154,11 +158,10 @@ def write_report(out_dir: Path) -> tuple[Path, Path]:
         markdown += "\n![normalised score against cache %](report.png)\n"
     if write_layer_heatmap(rows, out_dir / "report-layers.png"):
         markdown += "\n![share of each layer's tokens kept, per memory policy](report-layers.png)\n"
-    if any(r.get("suite") == "rl" for r in rows):
-        from namm_bench.suites.rl import write_plots
-
-        for path, caption in write_plots(rows, out_dir):
-            markdown += f"\n![{caption}]({path.name})\n"
+    for suite in dict.fromkeys(r.get("suite") for r in rows):
+        if suite in SUITE_PLOTS:  # suites with figures of their own (imported lazily: matplotlib, numpy)
+            for path, caption in importlib.import_module(SUITE_PLOTS[suite]).write_plots(rows, out_dir):
+                markdown += f"\n![{caption}]({path.name})\n"
     write_atomic(md_path, markdown)
     logger.info("wrote %s and %s (%d groups from %d rows)", md_path, csv_path, len(summary), len(rows))
     return md_path, csv_path

@@ -47,6 +47,12 @@ def _rl(data_dir: str | None = None):
     return RlSuite()
 
 
+def _video(data_dir: str | None = None):
+    from .video import VideoSuite
+
+    return VideoSuite(data_dir)
+
+
 SUITES = {
     "synthetic": _synthetic,
     "longbench": _longbench,
@@ -54,6 +60,7 @@ SUITES = {
     "lost_in_the_middle": _lost_in_the_middle,
     "choubun": _choubun,
     "rl": _rl,
+    "video": _video,
 }
 """Suite name -> factory(data_dir); imports stay lazy so the CLI starts fast."""
 

@@ -80,3 +80,51 @@ def save_tiny_dt(path, env_id: str = "Hopper-v5", state_dim: int = STATE):
 @pytest.fixture(scope="session")
 def tiny_dt(tmp_path_factory):
     return save_tiny_dt(tmp_path_factory.mktemp("tiny-dt"))
+
+
+@pytest.fixture(scope="session")
+def tiny_video_dir(tmp_path_factory):
+    """A tiny random LlavaNextVideo checkpoint (32 px frames: 4 visual tokens each) with a BPE tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import (
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaNextVideoConfig,
+        LlavaNextVideoForConditionalGeneration,
+        PreTrainedTokenizerFast,
+    )
+
+    from namm_bench.suites.video_generated import COLOURS, SHAPES
+
+    words = " ".join([*COLOURS, *SHAPES, "gray What colour was the shape object Which appeared first USER ASSISTANT"])
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<s>", "</s>", "<video>"])
+    tok.train_from_iterator([words] * 50, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>")
+    text = LlamaConfig(
+        vocab_size=320,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+    )
+    vision = CLIPVisionConfig(
+        image_size=32, patch_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2
+    )
+    config = LlavaNextVideoConfig(
+        vision_config=vision,
+        text_config=text,
+        vision_feature_layer=-1,
+        video_token_id=fast.convert_tokens_to_ids("<video>"),
+        image_token_id=fast.convert_tokens_to_ids("<video>"),
+        spatial_pool_stride=2,
+    )
+    torch.manual_seed(0)
+    directory = tmp_path_factory.mktemp("tiny-llava-next-video")
+    LlavaNextVideoForConditionalGeneration(config).save_pretrained(directory)
+    fast.save_pretrained(directory)
+    return directory

@@ -1,0 +1,302 @@
+"""Video suite: multiple-choice long-video QA under each memory policy (LLaVA-NeXT-Video adapter).
+
+The paper's second transfer (Cetin et al., ICLR 2025, section 4.3): the text-evolved NAMM applied
+unchanged to LLaVA-NeXT-Video's cache, where it keeps accuracy with less memory and learns to drop
+redundant frames. Tasks:
+
+- ``generated-colour``, ``generated-shape``, ``generated-order``: the generated long videos of
+  ``video_generated.py``, evaluation seeds ``--seed``, ``--seed + 1`` ... (training uses seeds
+  from 1,000,000 on), ``GENERATED_FRAMES`` frames each; candidates are the answer words.
+- one task per JSONL file in ``--data-dir`` (file stem = task name), in the formats of public
+  long-video benchmarks: the video (``video``, ``video_path`` or Video-MME's ``videoID``, relative
+  to the file's directory), ``question``, the options (``options`` or ``candidates``) and the
+  answer (a letter, the option's text, or ``correct_choice``'s index). The prompt lists the options
+  as "A. ..." and asks for the letter, as Video-MME does; candidates are the letters.
+
+A video that cannot be decoded gives a row with its ``error`` and the run goes on (the report
+counts such rows). Every row also holds, per frame, the share of its visual tokens each policy
+kept (``frame_retention``) and, for generated videos, which frames show an event.
+"""
+
+from __future__ import annotations
+
+import string
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from .base import DataError, data_dir_from, read_jsonl
+from .video_generated import KINDS, generate
+
+GENERATED = {f"generated-{kind}": kind for kind in KINDS}
+GENERATED_FRAMES = 128
+"""Frames per generated evaluation video (4 visual tokens each: 512 cache entries)."""
+LETTER_PROMPT = "Answer with the option's letter from the given choices directly."
+
+
+@dataclass(frozen=True)
+class VideoExample:
+    """One question about one video: a file to decode (``video``) or a generated one (``seed``)."""
+
+    task: str
+    example_id: str
+    question: str
+    candidates: tuple[str, ...]
+    answer: int
+    video: str | None = None
+    seed: int | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def _options_prompt(question: str, options: list[str]) -> str:
+    lines = []
+    for letter, option in zip(string.ascii_uppercase, options, strict=False):
+        option = str(option).strip()
+        lines.append(option if option[:2] == f"{letter}." else f"{letter}. {option}")
+    return "\n".join([question.strip(), *lines, LETTER_PROMPT])
+
+
+def _answer_index(row: dict[str, Any], options: list[str], where: str) -> int:
+    if "correct_choice" in row:
+        answer = row["correct_choice"]
+    elif "answer" in row:
+        answer = row["answer"]
+    else:
+        raise DataError(f"{where}: row lacks answer (or correct_choice)")
+    letters = string.ascii_uppercase[: len(options)]
+    if isinstance(answer, int) and 0 <= answer < len(options):
+        return answer
+    text = str(answer).strip()
+    if len(text) == 1 and text.upper() in letters:
+        return letters.index(text.upper())
+    stripped = [str(o).strip() for o in options]
+    if text in stripped:
+        return stripped.index(text)
+    raise DataError(f"{where}: answer {answer!r} is neither a letter, an index nor one of the options")
+
+
+def read_video_file(path: Path, limit: int | None = None) -> list[VideoExample]:
+    """Examples of one benchmark file (see the module docstring for the accepted fields)."""
+    examples = []
+    for n, row in enumerate(read_jsonl(path, ["question"], limit), 1):
+        where = f"{path}:{n}"
+        video = row.get("video") or row.get("video_path") or (f"{row['videoID']}.mp4" if "videoID" in row else None)
+        options = row.get("options") or row.get("candidates")
+        if video is None:
+            raise DataError(f"{where}: row lacks video (or video_path, videoID)")
+        if not isinstance(options, list) or len(options) < 2:
+            raise DataError(f"{where}: row lacks options (or candidates): a list of at least 2")
+        examples.append(
+            VideoExample(
+                task=path.name.split(".")[0],
+                example_id=str(row.get("question_id") or row.get("id") or f"{path.stem}-{n}"),
+                question=_options_prompt(row["question"], options),
+                candidates=tuple(string.ascii_uppercase[: len(options)]),
+                answer=_answer_index(row, options, where),
+                video=str((path.parent / video).resolve()),
+            )
+        )
+    return examples
+
+
+@dataclass
+class VideoSuite:
+    """Generated long-video QA plus the benchmark files found in ``data_dir``."""
+
+    data_dir: str | Path | None = None
+    name: str = "video"
+    adapter: str = "llava_next_video"
+
+    def _dir(self) -> Path | None:
+        return data_dir_from(self.data_dir, "NAMM_BENCH_VIDEO")
+
+    def files(self) -> dict[str, Path]:
+        root = self._dir()
+        if root is None:
+            return {}
+        if not root.is_dir():
+            raise DataError(f"video data directory {root} not found")
+        return {p.name.split(".")[0]: p for p in sorted(root.glob("*.jsonl*"))}
+
+    def tasks(self) -> list[str]:
+        return [*GENERATED, *self.files()]
+
+    def examples(self, task: str, seed: int, limit: int | None) -> list[VideoExample]:
+        if task in GENERATED:
+            kind = GENERATED[task]
+            out = []
+            for s in range(seed, seed + (limit or 100)):
+                video = generate(s, kind, GENERATED_FRAMES)
+                events = [i for i, label in enumerate(video.labels) if label is not None]
+                out.append(
+                    VideoExample(
+                        task,
+                        f"{kind}-{s}",
+                        video.question,
+                        tuple(video.candidates),
+                        video.answer,
+                        seed=s,
+                        meta={"event_frames": events},
+                    )
+                )
+            return out
+        files = self.files()
+        if task not in files:
+            raise DataError(f"unknown video task {task!r}; known: {', '.join(self.tasks())}")
+        return read_video_file(files[task], limit)
+
+    def run(self, spec) -> Path:
+        return run(spec)
+
+
+def frames_of(example: VideoExample, adapter):
+    """The example's frames: generated from its seed, or decoded from its file by the adapter."""
+    if example.seed is not None:
+        return generate(example.seed, GENERATED[example.task], GENERATED_FRAMES).frames
+    return adapter.frames_of(example.video)
+
+
+def run(spec) -> Path:
+    """Run ``spec`` (a ``RunSpec`` with suite ``video``): examples x (policy, budget); resumable."""
+    from namm_bench.adapters import get_adapter
+    from namm_bench.adapters.llava_next_video import VideoError
+    from namm_bench.budget import Budget
+    from namm_bench.results import ResultsStore, row_key
+    from namm_bench.runner import _base_row, _make, load_namm, resolve_match, variants
+
+    suite = VideoSuite(spec.data_dir)
+    tasks = spec.tasks or suite.tasks()
+    unknown = [t for t in tasks if t not in suite.tasks()]
+    if unknown:
+        raise ValueError(f"unknown task(s) {', '.join(unknown)} in suite video; known: {', '.join(suite.tasks())}")
+    if spec.limit is not None and spec.limit < 1:
+        raise ValueError(f"--limit must be >= 1, got {spec.limit}")
+    examples = [ex for task in tasks for ex in suite.examples(task, spec.seed, spec.limit)]  # bad files fail now
+    plan = variants(spec)
+    namm = load_namm(spec)
+    adapter = get_adapter(suite.adapter, spec.model, device=spec.device)
+    store = ResultsStore(spec.out)
+    done = store.done_keys()
+    namm_fraction = {
+        (r["task"], r["example_id"]): r["cache_fraction"]
+        for r in store.rows()
+        if r["suite"] == "video"
+        and r["policy"] == "namm"
+        and not r.get("error")
+        and r["protocol"] == spec.controller.protocol
+    }
+    frames_cache: dict[str, Any] = {}
+    jobs = [(ex, v) for ex in examples for v in plan]
+    for ex, variant in tqdm(jobs, desc="video", unit="run", dynamic_ncols=True):
+        row = _base_row(spec, suite.name, adapter.model_name, ex, variant)
+        if row_key(row) in done:
+            continue
+        began = time.perf_counter()
+        try:
+            if ex.example_id not in frames_cache:
+                frames_cache.clear()  # one video at a time in memory
+                frames_cache[ex.example_id] = frames_of(ex, adapter)
+            frames = frames_cache[ex.example_id]
+        except VideoError as err:
+            row.update(score=None, cache_fraction=None, error=str(err), answer=ex.answer, video=ex.video)
+            store.append(row)
+            done.add(row_key(row))
+            continue
+        budget = resolve_match(variant.budget, namm_fraction.get((ex.task, ex.example_id)), ex.example_id)
+        policy = _make(variant.policy, budget, namm)
+        result = adapter.answer(frames, ex.question, list(ex.candidates), policy, spec.controller)
+        stats = result.controller.stats
+        row.update(
+            budget_ratio=budget.ratio if isinstance(budget, Budget) else None,
+            score=float(result.choice == ex.answer),
+            cache_fraction=stats.cache_fraction,
+            cache_fraction_prompt=stats.prompt_fraction,
+            peak_kv_bytes=stats.peak_kv_bytes,
+            tokens=result.tokens,
+            frames=len(frames),
+            visual_tokens=result.video_span[1] - result.video_span[0],
+            seconds=round(time.perf_counter() - began, 3),
+            policy_calls=len(stats.calls),
+            retained_per_layer=result.controller.retained_per_layer(),
+            frame_retention=result.frame_retention(),
+            prediction=ex.candidates[result.choice],
+            candidate_scores=result.scores,
+            answer=ex.answer,
+            video=ex.video,
+            error=None,
+            policy_config=policy.describe(),
+            meta=ex.meta,
+        )
+        store.append(row)
+        done.add(row_key(row))
+        if variant.policy == "namm":
+            namm_fraction[(ex.task, ex.example_id)] = stats.cache_fraction
+    return spec.out
+
+
+def write_plots(rows: list[dict[str, Any]], out_dir: Path) -> list[tuple[Path, str]]:
+    """The video suite's figure: the share of each frame's visual tokens each memory policy kept.
+
+    Left, by position in the video (10 bins); right, on generated videos, on the frames that show
+    an event against the static background frames (the paper's finding: NAMMs drop redundant
+    frames). Returns (path, caption) for the figure; none without video rows of memory policies.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from namm_bench.files import write_figure
+    from namm_bench.report import column_label
+
+    rows = [
+        r
+        for r in rows
+        if r.get("suite") == "video" and not r.get("error") and r.get("frame_retention") and r["policy"] != "full"
+    ]
+    if not rows:
+        return []
+    bins = 10
+    by_phase: dict[str, list[np.ndarray]] = {}
+    by_kind: dict[str, dict[str, list[float]]] = {}
+    for r in rows:
+        label = column_label(r["policy"], r["budget"])
+        kept = np.asarray(r["frame_retention"], dtype=float)
+        phase = np.minimum((np.arange(len(kept)) * bins) // len(kept), bins - 1)
+        by_phase.setdefault(label, []).append(np.bincount(phase, kept, bins) / np.bincount(phase, minlength=bins))
+        events = (r.get("meta") or {}).get("event_frames")
+        if events:
+            is_event = np.zeros(len(kept), bool)
+            is_event[events] = True
+            shares = by_kind.setdefault(label, {"event frames": [], "background frames": []})
+            shares["event frames"].append(kept[is_event].mean())
+            shares["background frames"].append(kept[~is_event].mean())
+
+    fig, axes = plt.subplots(1, 2 if by_kind else 1, figsize=(11 if by_kind else 5.5, 4), squeeze=False)
+    ax = axes[0][0]
+    for label, values in by_phase.items():
+        ax.plot(100 * (np.arange(bins) + 0.5) / bins, 100 * np.mean(values, axis=0), "o-", label=label)
+    ax.set_xlabel("position in the video (% of its frames)")
+    ax.set_ylabel("visual tokens still cached at the end (%)")
+    ax.set_ylim(0, 105)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    if by_kind:
+        ax = axes[0][1]
+        labels = list(by_kind)
+        width = 0.38
+        for k, kind in enumerate(("event frames", "background frames")):
+            means = [100 * np.mean(by_kind[label][kind]) for label in labels]
+            ax.bar(np.arange(len(labels)) + (k - 0.5) * width, means, width, label=kind)
+        ax.set_xticks(np.arange(len(labels)), labels, rotation=20, fontsize=8)
+        ax.set_ylabel("visual tokens still cached at the end (%)")
+        ax.set_title("generated videos: frames with an event vs static background", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = out_dir / "report-video-frames.png"
+    write_figure(fig, path)
+    return [(path, "share of each frame's visual tokens kept per memory policy (mean over layers, heads and videos)")]
