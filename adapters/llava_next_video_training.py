@@ -51,7 +51,7 @@ class VideoTrainConfig:
     qa_batch: int = 4  # questions per qa step (gradients accumulated)
     qa_frames: int = 32
     lr: float = 1e-3
-    qa_lr: float = 2e-4
+    qa_lr: float = 5e-5
     align_weight: float = 1.0
     seed: int = 0
     log_every: int = 50

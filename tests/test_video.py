@@ -167,8 +167,9 @@ def test_a_corrupt_video_becomes_an_error_row_and_the_run_goes_on(tiny_video_dir
     monkeypatch.setattr(LlavaNextVideoAdapter, "frames_of", lambda self, path: read_video(path, 8)[:, ::8, ::8])
     data = tmp_path / "data"
     data.mkdir()
-    bad = data / "broken.mp4"
-    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\xff" * 4000)
+    bad = data / "broken.mp4"  # the shared corrupt video when present, else a broken header of our own
+    shared = SHARED_VIDEO / "corrupted.mp4"
+    bad.write_bytes(shared.read_bytes() if shared.is_file() else b"\x00\x00\x00\x18ftypmp42" + b"\xff" * 4000)
     _write_tasks(data, bad)
     # generated frames are 64 px; the tiny model takes 32 px (preprocess resizes)
     spec = RunSpec(
