@@ -14,7 +14,6 @@ same trajectory), ``log.jsonl`` and, at the end, ``model/`` (``save_pretrained``
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import time
 from dataclasses import dataclass
@@ -25,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from namm_bench.files import write_atomic
 from namm_bench.suites.rl_datasets import ENVIRONMENTS
+from namm_bench.training_runs import RunFiles, check_run, rewind_log, save_state, start_run
 
 from .decision_transformer import AgentSpec
 
@@ -123,17 +122,8 @@ def build_model(cfg: TrainConfig, state_dim: int, act_dim: int):
 def train(cfg: TrainConfig, episodes: list[dict[str, np.ndarray]], out: Path, resume: bool = False) -> Path:
     """Train (or continue training) into ``out``; returns the exported model directory."""
     out = Path(out)
-    config_file, state_file, log_file = out / "config.json", out / "state.pt", out / "log.jsonl"
     wanted = dataclasses.asdict(cfg)
-    if resume:
-        if not state_file.is_file():
-            raise ValueError(f"nothing to resume in {out}: no state.pt")
-        saved = json.loads(config_file.read_text())
-        if saved != wanted:
-            diff = {k: (saved.get(k), v) for k, v in wanted.items() if saved.get(k) != v}
-            raise ValueError(f"{out} was started with another config (saved, asked): {diff}")
-    elif config_file.exists():
-        raise ValueError(f"{out} already holds a training run: pass --resume to continue it, or another --out")
+    files = check_run(out, wanted, resume)
     data = Trajectories(episodes, cfg)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, data.state_dim, data.act_dim)
@@ -142,20 +132,16 @@ def train(cfg: TrainConfig, episodes: list[dict[str, np.ndarray]], out: Path, re
     rng = np.random.default_rng(cfg.seed)
     step = 0
     if resume:
-        state = torch.load(state_file, weights_only=False)
+        state = torch.load(files.state, weights_only=False)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         rng.bit_generator.state = state["numpy_rng"]
         torch.set_rng_state(state["torch_rng"])
         step = state["step"]
-        # rows logged after the last checkpoint are done again: drop them
-        rows = [r for r in log_file.read_text().splitlines() if r and json.loads(r)["step"] <= step]
-        write_atomic(log_file, "".join(r + "\n" for r in rows))
+        rewind_log(files, step)
     else:
-        out.mkdir(parents=True, exist_ok=True)
-        write_atomic(config_file, json.dumps(wanted, indent=2) + "\n")
-        write_atomic(log_file, "")
+        start_run(files, wanted)
     model.train()
     bar = tqdm(total=cfg.steps, initial=step, desc=f"DT {cfg.env}/{cfg.quality}", unit="step", dynamic_ncols=True)
     losses, began = [], time.perf_counter()
@@ -174,18 +160,18 @@ def train(cfg: TrainConfig, episodes: list[dict[str, np.ndarray]], out: Path, re
         if step % cfg.log_every == 0 or step == cfg.steps:
             row = {"step": step, "loss": float(np.mean(losses)), "lr": sched.get_last_lr()[0]}
             row["seconds"] = round(time.perf_counter() - began, 2)
-            with log_file.open("a") as f:
+            with files.log.open("a") as f:
                 f.write(json.dumps(row) + "\n")
             bar.set_postfix(loss=f"{row['loss']:.4f}")
             losses, began = [], time.perf_counter()
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            _save_state(state_file, model, opt, sched, rng, step, data)
+            _save_state(files, model, opt, sched, rng, step, data)
         bar.update(1)
     bar.close()
     return export_run(out)
 
 
-def _save_state(path: Path, model, opt, sched, rng: np.random.Generator, step: int, data: Trajectories) -> None:
+def _save_state(files: RunFiles, model, opt, sched, rng: np.random.Generator, step: int, data: Trajectories) -> None:
     state = {
         "state_mean": data.mean.tolist(),
         "state_std": data.std.tolist(),
@@ -197,9 +183,7 @@ def _save_state(path: Path, model, opt, sched, rng: np.random.Generator, step: i
         "torch_rng": torch.get_rng_state(),
         "step": step,
     }
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    write_atomic(path, buf.getvalue())
+    save_state(files, state)
 
 
 def export_run(run: Path, directory: Path | None = None) -> Path:

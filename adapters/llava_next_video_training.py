@@ -21,7 +21,6 @@ directory the adapter loads.
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import time
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from tqdm.auto import tqdm
 
 from namm_bench.files import write_atomic
 from namm_bench.suites.video_generated import KINDS, generate
+from namm_bench.training_runs import RunFiles, check_run, rewind_log, save_state, start_run
 
 from .llava_next_video import LlavaNextVideoAdapter, build_embedded, preprocess, trainable_state
 
@@ -103,19 +103,8 @@ def train(cfg: VideoTrainConfig, out: Path, resume: bool = False, build=build_em
     (tests pass a tiny one).
     """
     out = Path(out)
-    config_file, state_file, log_file = out / "config.json", out / "state.pt", out / "log.jsonl"
     wanted = dataclasses.asdict(cfg)
-    if resume:
-        if not state_file.is_file():
-            raise ValueError(f"nothing to resume in {out}: no state.pt")
-        saved = json.loads(config_file.read_text())
-        if saved != wanted:
-            raise ValueError(
-                f"{out} was started with another config (saved, asked): "
-                f"{ {k: (saved.get(k), v) for k, v in wanted.items() if saved.get(k) != v} }"
-            )
-    elif config_file.exists():
-        raise ValueError(f"{out} already holds a training run: pass --resume to continue it, or another --out")
+    files = check_run(out, wanted, resume)
 
     model, tokenizer = build(None)
     for p in model.model.language_model.parameters():
@@ -128,18 +117,15 @@ def train(cfg: VideoTrainConfig, out: Path, resume: bool = False, build=build_em
     torch.manual_seed(cfg.seed)
     step, video_seed = 0, TRAIN_SEEDS
     if resume:
-        state = torch.load(state_file, weights_only=False)
+        state = torch.load(files.state, weights_only=False)
         model.load_state_dict(state["trainable"], strict=False)
         opt.load_state_dict(state["optimizer"])
         rng.bit_generator.state = state["numpy_rng"]
         torch.set_rng_state(state["torch_rng"])
         step, video_seed = state["step"], state["video_seed"]
-        rows = [r for r in log_file.read_text().splitlines() if r and json.loads(r)["step"] <= step]
-        write_atomic(log_file, "".join(r + "\n" for r in rows))
+        rewind_log(files, step)
     else:
-        out.mkdir(parents=True, exist_ok=True)
-        write_atomic(config_file, json.dumps(wanted, indent=2) + "\n")
-        write_atomic(log_file, "")
+        start_run(files, wanted)
 
     model.train()
     model.model.language_model.eval()  # frozen: no dropout either
@@ -188,30 +174,27 @@ def train(cfg: VideoTrainConfig, out: Path, resume: bool = False, build=build_em
         if step % cfg.log_every == 0 or step == cfg.steps or step == cfg.align_steps:
             row = {"step": step, "stage": stage, **{k: round(float(np.mean(v)), 5) for k, v in logged.items()}}
             row["seconds"] = round(time.perf_counter() - began, 2)
-            with log_file.open("a") as f:
+            with files.log.open("a") as f:
                 f.write(json.dumps(row) + "\n")
             bar.set_postfix({k: v for k, v in row.items() if k not in ("step", "seconds")})
             logged, began = {}, time.perf_counter()
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            _save_state(state_file, model, opt, rng, step, video_seed)
+            _save_state(files, model, opt, rng, step, video_seed)
         bar.update(1)
     bar.close()
     return export_run(out)
 
 
-def _save_state(path: Path, model, opt, rng: np.random.Generator, step: int, video_seed: int) -> None:
+def _save_state(files: RunFiles, model, opt, rng: np.random.Generator, step: int, video_seed: int) -> None:
     state = {
         "trainable": trainable_state(model),
-        "vision_config": model.config.vision_config.to_diff_dict(),
         "optimizer": opt.state_dict(),
         "numpy_rng": rng.bit_generator.state,
         "torch_rng": torch.get_rng_state(),
         "step": step,
         "video_seed": video_seed,
     }
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    write_atomic(path, buf.getvalue())
+    save_state(files, state)
 
 
 def export_run(run: Path, directory: Path | None = None) -> Path:
