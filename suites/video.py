@@ -12,6 +12,9 @@ redundant frames. Tasks:
   to the file's directory), ``question``, the options (``options`` or ``candidates``) and the
   answer (a letter, the option's text, or ``correct_choice``'s index). The prompt lists the options
   as "A. ..." and asks for the letter, as Video-MME does; candidates are the letters.
+- ``videomme``: without a local ``videomme.jsonl``, the questions of ``lmms-lab/Video-MME`` from
+  the hub (``pip install datasets``, online); the videos, ``{videoID}.mp4``, are read from
+  ``--data-dir`` (the hub serves them as separate archives).
 
 A video that cannot be decoded gives a row with its ``error`` and the run goes on (the report
 counts such rows). Every row also holds, per frame, the share of its visual tokens each policy
@@ -35,6 +38,8 @@ GENERATED = {f"generated-{kind}": kind for kind in KINDS}
 GENERATED_FRAMES = 128
 """Frames per generated evaluation video (4 visual tokens each: 512 cache entries)."""
 LETTER_PROMPT = "Answer with the option's letter from the given choices directly."
+HUB = {"videomme": ("lmms-lab/Video-MME", "test")}
+"""Hub benchmarks whose questions load with ``datasets`` when online (a local ``NAME.jsonl`` wins)."""
 
 
 @dataclass(frozen=True)
@@ -80,26 +85,49 @@ def _answer_index(row: dict[str, Any], options: list[str], where: str) -> int:
 
 def read_video_file(path: Path, limit: int | None = None) -> list[VideoExample]:
     """Examples of one benchmark file (see the module docstring for the accepted fields)."""
+    rows = read_jsonl(path, ["question"], limit)
+    return _examples(rows, path.name.split(".")[0], path.parent, str(path))
+
+
+def _examples(rows: list[dict[str, Any]], task: str, video_root: Path, source: str) -> list[VideoExample]:
     examples = []
-    for n, row in enumerate(read_jsonl(path, ["question"], limit), 1):
-        where = f"{path}:{n}"
+    for n, row in enumerate(rows, 1):
+        where = f"{source}:{n}"
         video = row.get("video") or row.get("video_path") or (f"{row['videoID']}.mp4" if "videoID" in row else None)
         options = row.get("options") or row.get("candidates")
         if video is None:
             raise DataError(f"{where}: row lacks video (or video_path, videoID)")
         if not isinstance(options, list) or len(options) < 2:
             raise DataError(f"{where}: row lacks options (or candidates): a list of at least 2")
+        if "question" not in row:
+            raise DataError(f"{where}: row lacks question")
         examples.append(
             VideoExample(
-                task=path.name.split(".")[0],
-                example_id=str(row.get("question_id") or row.get("id") or f"{path.stem}-{n}"),
+                task=task,
+                example_id=str(row.get("question_id") or row.get("id") or f"{task}-{n}"),
                 question=_options_prompt(row["question"], options),
                 candidates=tuple(string.ascii_uppercase[: len(options)]),
                 answer=_answer_index(row, options, where),
-                video=str((path.parent / video).resolve()),
+                video=str((video_root / video).resolve()),
             )
         )
     return examples
+
+
+def _hub_examples(task: str, video_root: Path, limit: int | None) -> list[VideoExample]:
+    """Questions of a hub benchmark (``HUB``); its videos must be files in ``video_root``."""
+    name, split = HUB[task]
+    try:
+        from datasets import load_dataset
+
+        data = load_dataset(name, split=split)
+        rows = [dict(data[i]) for i in range(len(data) if limit is None else min(limit, len(data)))]
+    except Exception as err:  # no datasets package, offline, or the hub layout changed
+        raise DataError(
+            f"no {task} questions: put {task}.jsonl in --data-dir, or load {name} from the hub "
+            f"(needs `pip install datasets` and a network) failed: {err}"
+        ) from err
+    return _examples(rows, task, video_root, f"{name}[{split}]")
 
 
 @dataclass
@@ -122,7 +150,8 @@ class VideoSuite:
         return {p.name.split(".")[0]: p for p in sorted(root.glob("*.jsonl*"))}
 
     def tasks(self) -> list[str]:
-        return [*GENERATED, *self.files()]
+        files = self.files()
+        return [*GENERATED, *files, *(t for t in HUB if t not in files)]
 
     def examples(self, task: str, seed: int, limit: int | None) -> list[VideoExample]:
         if task in GENERATED:
@@ -144,9 +173,11 @@ class VideoSuite:
                 )
             return out
         files = self.files()
-        if task not in files:
-            raise DataError(f"unknown video task {task!r}; known: {', '.join(self.tasks())}")
-        return read_video_file(files[task], limit)
+        if task in files:
+            return read_video_file(files[task], limit)
+        if task in HUB:
+            return _hub_examples(task, self._dir() or Path.cwd(), limit)
+        raise DataError(f"unknown video task {task!r}; known: {', '.join(self.tasks())}")
 
     def run(self, spec) -> Path:
         return run(spec)

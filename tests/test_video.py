@@ -209,3 +209,33 @@ def test_benchmark_files_with_a_missing_field_are_one_clear_error(tmp_path):
         VideoSuite(tmp_path).examples("bad", 0, None)
     with pytest.raises(DataError, match="unknown video task"):
         VideoSuite(tmp_path).examples("nope", 0, None)
+
+
+def test_video_mme_questions_come_from_the_hub_and_videos_from_the_data_dir(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    from namm_bench.suites.base import DataError
+    from namm_bench.suites.video import VideoSuite
+
+    rows = [{"videoID": "abc", "question_id": "001-1", "question": "Who?", "options": ["A. x", "B. y"], "answer": "B"}]
+    asked = []
+    fake = types.SimpleNamespace(load_dataset=lambda name, split: asked.append((name, split)) or rows)
+    monkeypatch.setitem(sys.modules, "datasets", fake)
+    assert "videomme" in VideoSuite(tmp_path).tasks()
+    (ex,) = VideoSuite(tmp_path).examples("videomme", 0, None)
+    assert asked == [("lmms-lab/Video-MME", "test")]
+    assert ex.video == str(tmp_path / "abc.mp4") and ex.answer == 1 and ex.candidates == ("A", "B")
+    assert ex.question.splitlines() == [
+        "Who?",
+        "A. x",
+        "B. y",
+        "Answer with the option's letter from the given choices directly.",
+    ]
+
+    def offline(name, split):
+        raise ConnectionError("offline")
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=offline))
+    with pytest.raises(DataError, match="videomme.jsonl in --data-dir"):
+        VideoSuite(tmp_path).examples("videomme", 0, None)
