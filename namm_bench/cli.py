@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="streaming: do not call the policy at the end of the prompt (the paper's code does not)",
     )
     run.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda when available)")
+    run.add_argument("--frames", type=int, default=None, help="video files: N frames sampled uniformly (default 32)")
+    run.add_argument("--fps", type=float, default=None, help="video files: sample at this frame rate instead")
 
     rep = sub.add_parser(
         "report", help="write DIR/report.{md,csv,tex} and plots from DIR/results.jsonl (or for each DIR/*/)"
@@ -240,6 +242,8 @@ def _run(args: argparse.Namespace) -> int:
         device=device,
         data_dir=args.data_dir,
         long_inputs=args.long_inputs,
+        frames=args.frames,
+        fps=args.fps,
     )
     out = run_suite(spec)
     print(f"results: {out / 'results.jsonl'}  (tables: namm-bench report {out})")

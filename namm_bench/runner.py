@@ -44,6 +44,9 @@ class RunSpec:
     device: str = "cpu"
     data_dir: str | None = None
     long_inputs: str = "truncate"
+    frames: int | None = None
+    fps: float | None = None
+    """Video files: N uniformly sampled frames, or a fixed rate (the adapter's default: 32 frames)."""
 
 
 @dataclass(frozen=True)

@@ -208,7 +208,10 @@ def run(spec) -> Path:
     examples = [ex for task in tasks for ex in suite.examples(task, spec.seed, spec.limit)]  # bad files fail now
     plan = variants(spec)
     namm = load_namm(spec)
-    adapter = get_adapter(suite.adapter, spec.model, device=spec.device)
+    if spec.frames is not None and spec.fps is not None:
+        raise ValueError("give --frames or --fps, not both")
+    sampling = {"fps": spec.fps} if spec.fps is not None else {"num_frames": spec.frames or 32}
+    adapter = get_adapter(suite.adapter, spec.model, device=spec.device, **sampling)
     store = ResultsStore(spec.out)
     done = store.done_keys()
     namm_fraction = {

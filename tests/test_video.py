@@ -142,6 +142,14 @@ def test_keep_all_policy_answers_as_the_stock_model_without_a_policy(adapter):
     assert result.choice == int(expected.argmax())
 
 
+def test_frame_sampling_options_reach_the_adapter(tiny_video_dir):
+    from namm_bench.adapters import get_adapter
+
+    by_rate = get_adapter("llava_next_video", str(tiny_video_dir), fps=2.0)
+    assert (by_rate.num_frames, by_rate.fps) == (None, 2.0)
+    assert get_adapter("llava_next_video", str(tiny_video_dir), num_frames=12).num_frames == 12
+
+
 def test_candidates_sharing_a_first_token_are_an_error(adapter):
     with pytest.raises(ValueError, match="share a first token"):
         adapter.candidate_ids(["red", "red"])
