@@ -153,6 +153,10 @@ class VideoSuite:
         files = self.files()
         return [*GENERATED, *files, *(t for t in HUB if t not in files)]
 
+    def default_tasks(self) -> list[str]:
+        """What runs without ``--tasks``: the generated tasks and the local files (hub tasks only when named)."""
+        return [*GENERATED, *self.files()]
+
     def examples(self, task: str, seed: int, limit: int | None) -> list[VideoExample]:
         if task in GENERATED:
             kind = GENERATED[task]
@@ -199,7 +203,7 @@ def run(spec) -> Path:
     from namm_bench.runner import _base_row, _make, load_namm, resolve_match, variants
 
     suite = VideoSuite(spec.data_dir)
-    tasks = spec.tasks or suite.tasks()
+    tasks = spec.tasks or suite.default_tasks()
     unknown = [t for t in tasks if t not in suite.tasks()]
     if unknown:
         raise ValueError(f"unknown task(s) {', '.join(unknown)} in suite video; known: {', '.join(suite.tasks())}")

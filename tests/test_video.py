@@ -230,7 +230,7 @@ def test_video_mme_questions_come_from_the_hub_and_videos_from_the_data_dir(tmp_
     asked = []
     fake = types.SimpleNamespace(load_dataset=lambda name, split: asked.append((name, split)) or rows)
     monkeypatch.setitem(sys.modules, "datasets", fake)
-    assert "videomme" in VideoSuite(tmp_path).tasks()
+    assert "videomme" in VideoSuite(tmp_path).tasks() and "videomme" not in VideoSuite(tmp_path).default_tasks()
     (ex,) = VideoSuite(tmp_path).examples("videomme", 0, None)
     assert asked == [("lmms-lab/Video-MME", "test")]
     assert ex.video == str(tmp_path / "abc.mp4") and ex.answer == 1 and ex.candidates == ("A", "B")
