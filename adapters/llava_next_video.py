@@ -280,17 +280,20 @@ class LlavaNextVideoAdapter:
             raise ValueError(f"candidates {candidates} share a first token: they cannot be told apart")
         return ids
 
-    def embed(self, ids: torch.Tensor, frames: np.ndarray) -> torch.Tensor:
-        """Prompt embeddings with the visual tokens in the placeholders (the stock forward's merge)."""
+    def video_features(self, frames: np.ndarray) -> torch.Tensor:
+        """(T * tokens_per_frame, H) visual tokens of ``frames``: the model's own vision tower, pooling, projector."""
         config = self.model.config
         pixels = preprocess(frames, self.image_size).to(self.device, self.model.dtype)[None]
-        features = self.model.get_video_features(
+        return self.model.get_video_features(
             pixel_values_videos=pixels,
             vision_feature_layer=config.vision_feature_layer,
             vision_feature_select_strategy=config.vision_feature_select_strategy,
-        ).pooler_output
+        ).pooler_output[0]
+
+    def embed(self, ids: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """Prompt embeddings with ``features`` in the video placeholders (the stock forward's merge)."""
         embeds = self.model.get_input_embeddings()(ids)
-        mask = (ids == config.video_token_id)[..., None].expand_as(embeds)
+        mask = (ids == self.model.config.video_token_id)[..., None].expand_as(embeds)
         return embeds.masked_scatter(mask, features.to(embeds.dtype))
 
     def attention_modules(self) -> list[torch.nn.Module]:
@@ -307,7 +310,7 @@ class LlavaNextVideoAdapter:
         began = time.perf_counter()
         ids, span = self.prompt_ids(question, len(frames))
         cand = self.candidate_ids(candidates)
-        embeds = self.embed(ids, frames)
+        embeds = self.embed(ids, self.video_features(frames))
         lm = self.model.model.language_model
         cache = DynamicCache(config=lm.config)
         controller = MemoryController(policy, config)

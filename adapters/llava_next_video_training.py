@@ -35,7 +35,7 @@ from namm_bench.files import write_atomic
 from namm_bench.suites.video_generated import KINDS, generate
 from namm_bench.training_runs import RunFiles, check_run, rewind_log, save_state, start_run
 
-from .llava_next_video import LlavaNextVideoAdapter, build_embedded, preprocess, trainable_state
+from .llava_next_video import LlavaNextVideoAdapter, build_embedded, trainable_state
 
 TRAIN_SEEDS = 1_000_000
 """Training videos use seeds from here on; evaluation uses 0, 1, 2 ..."""
@@ -86,16 +86,6 @@ def align_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(features, target) / target.pow(2).mean()
 
 
-def _features(model, frames: np.ndarray) -> torch.Tensor:
-    cfg = model.config
-    pixels = preprocess(frames, cfg.vision_config.image_size)[None]
-    return model.get_video_features(
-        pixel_values_videos=pixels,
-        vision_feature_layer=cfg.vision_feature_layer,
-        vision_feature_select_strategy=cfg.vision_feature_select_strategy,
-    ).pooler_output[0]
-
-
 def train(cfg: VideoTrainConfig, out: Path, resume: bool = False, build=build_embedded) -> Path:
     """Train (or continue) into ``out``; returns the exported ``vision/`` directory.
 
@@ -144,7 +134,7 @@ def train(cfg: VideoTrainConfig, out: Path, resume: bool = False, build=build_em
                 video = generate(video_seed, KINDS[int(rng.integers(len(KINDS)))], cfg.align_frames)
                 video_seed += 1
                 target = frame_targets(video.labels, tokenizer, embeddings, adapter.tokens_per_frame)
-                loss = align_loss(_features(model, video.frames), target) / cfg.align_videos
+                loss = align_loss(adapter.video_features(video.frames), target) / cfg.align_videos
                 loss.backward()
                 losses["align"] += loss.item()
         else:
@@ -154,10 +144,8 @@ def train(cfg: VideoTrainConfig, out: Path, resume: bool = False, build=build_em
                 video_seed += 1
                 ids, _ = adapter.prompt_ids(video.question, len(video.frames))
                 cand = torch.tensor(adapter.candidate_ids(video.candidates))
-                features = _features(model, video.frames)
-                embeds = model.get_input_embeddings()(ids)
-                mask = (ids == model.config.video_token_id)[..., None].expand_as(embeds)
-                embeds = embeds.masked_scatter(mask, features[None])
+                features = adapter.video_features(video.frames)
+                embeds = adapter.embed(ids, features)
                 logits = model(inputs_embeds=embeds, logits_to_keep=1).logits[0, -1, cand]
                 qa = F.cross_entropy(logits[None], torch.tensor([video.answer]))
                 target = frame_targets(video.labels, tokenizer, embeddings, adapter.tokens_per_frame)
