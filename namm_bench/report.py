@@ -30,6 +30,8 @@ SUMMARY_COLUMNS: tuple[str, ...] = GROUP_FIELDS + (
     "peak_kv_mib",
     "seconds",
     "truncated",
+    "paired_score",
+    "paired_full",
 )
 
 SUITE_PLOTS = {"rl": "namm_bench.suites.rl", "video": "namm_bench.suites.video"}
@@ -62,8 +64,11 @@ def summary_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
         Columns :data:`SUMMARY_COLUMNS`: the group fields, ``n`` (rows without error), ``errors``
         (rows with one), ``score`` (100 x mean score), ``score_se`` (its standard error over the
         examples; NaN below 2), ``cache_pct`` (100 x mean cache fraction), ``peak_kv_mib`` (mean
-        peak KV cache size, MiB), ``seconds`` (mean) and ``truncated`` (rows whose prompt was
-        truncated, errors included). Means of a group with no error-free row are NaN.
+        peak KV cache size, MiB), ``seconds`` (mean), ``truncated`` (rows whose prompt was
+        truncated, errors included), and ``paired_score`` / ``paired_full``: 100 x the mean score
+        of the group and of the full cache over the examples both have (the normalisation's
+        terms, so that a run still in progress compares like with like). Means of a group with
+        no error-free row are NaN.
 
     Raises
     ------
@@ -90,6 +95,16 @@ def summary_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
         # Non-numeric or null values become NaN and are skipped by the mean.
         return pd.to_numeric(df[column], errors="coerce").where(ok) * scale
 
+    # The full cache's score on the same example (same model, suite, protocol and task), if it ran.
+    example = ["model", "suite", "protocol", "task", "example_id"]
+    is_full = ok & (df["policy"] == FULL_POLICY)
+    full_scores = pd.to_numeric(df.loc[is_full, "score"], errors="coerce") * 100.0
+    full_by_example = full_scores.groupby([df.loc[is_full, k] for k in example]).mean()
+    paired_full = pd.Series(
+        full_by_example.reindex(pd.MultiIndex.from_frame(df[example].astype(object))).to_numpy(), index=df.index
+    ).where(ok)
+    paired = paired_full.notna()
+
     work = pd.DataFrame(
         {
             **{name: df[name] for name in GROUP_FIELDS},
@@ -100,6 +115,8 @@ def summary_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
             "_mib": ok_mean_input("peak_kv_bytes", 1.0 / 2**20),
             "_seconds": ok_mean_input("seconds"),
             "_truncated": (pd.to_numeric(df["truncated_tokens"], errors="coerce").fillna(0) > 0).astype(int),
+            "_paired_score": ok_mean_input("score", 100.0).where(paired),
+            "_paired_full": paired_full,
         }
     )
     summary = (
@@ -113,6 +130,8 @@ def summary_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
             peak_kv_mib=("_mib", "mean"),
             seconds=("_seconds", "mean"),
             truncated=("_truncated", "sum"),
+            paired_score=("_paired_score", "mean"),
+            paired_full=("_paired_full", "mean"),
         )
         .reset_index()
     )
@@ -170,21 +189,21 @@ def write_report(out_dir: Path) -> tuple[Path, Path]:
 def normalised_frame(summary: pd.DataFrame) -> pd.DataFrame:
     """Per (model, suite, protocol, policy, budget): mean over tasks of score / full-cache score.
 
-    Columns: those keys, ``normalised`` (x100), ``cache_pct`` (mean over the same tasks) and
-    ``tasks``. Empty when no group has a full-cache reference with a score above 0.
+    Both scores are means over the same examples (``paired_score`` / ``paired_full``), as the
+    paper normalises. Columns: those keys, ``normalised`` (x100), ``cache_pct`` (mean over the
+    same tasks) and ``tasks``. Empty when no group has a full-cache reference above 0.
     """
     keys = ["model", "suite", "protocol"]
-    full = summary[summary["policy"] == FULL_POLICY].set_index([*keys, "task"])["score"]
     out = []
     for (model, suite, protocol, policy, budget), group in summary.groupby(
         [*keys, "policy", "budget"], sort=False, dropna=False
     ):
         ratios, caches = [], []
         for _, row in group.iterrows():
-            reference = full.get((model, suite, protocol, row["task"]))
-            if reference is None or _is_missing(reference) or reference <= 0 or _is_missing(row["score"]):
+            reference, score = row["paired_full"], row["paired_score"]
+            if _is_missing(reference) or reference <= 0 or _is_missing(score):
                 continue
-            ratios.append(100.0 * row["score"] / reference)
+            ratios.append(100.0 * score / reference)
             caches.append(row["cache_pct"])
         if ratios:
             out.append((model, suite, protocol, policy, budget, _nanmean(ratios), _nanmean(caches), len(ratios)))
@@ -382,8 +401,8 @@ def _section(section: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
         lines.append("`*`: averaged over the tasks this column has, not all of them.")
     if not normalised.empty:
         lines.append(
-            "`normalised`: mean over tasks of score / full-cache score x100 (the paper's normalisation; "
-            "tasks where the full cache scores 0 are left out) / mean cache %."
+            "`normalised`: mean over tasks of score / full-cache score on the same examples x100 (the paper's "
+            "normalisation; tasks where the full cache scores 0 are left out) / mean cache %."
         )
     problems = _problems(section)
     if problems:
