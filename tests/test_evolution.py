@@ -108,6 +108,42 @@ def test_fast_fitness_interval_evictions(tiny_setup):
     assert not torch.equal(fractions[1:], end_fractions[1:]), "evicting at every call changes what is kept"
 
 
+def test_fast_fitness_streaming_evictions_follow_the_members_own_streaming_run(tiny_setup, monkeypatch):
+    from dataclasses import replace
+
+    from namm_bench.controller import ControllerConfig
+    from namm_bench.namm.checkpoint import NammCheckpoint
+    from namm_bench.policies.namm import NAMM
+
+    adapter, suite, config, examples = tiny_setup
+    cfg = config_from_dict({**config.to_dict(), "fast_evictions": "streaming", "interval": 64, "chunk_size": 32})
+    # One answer token, so the score is the probability the greedy run's first step gives it.
+    ex = replace(examples[0], answer="7", max_new_tokens=1)
+    fitness = FastFitness(adapter, suite, cfg)
+    ema, full = fitness.prepare(ex)
+    stats = RunningStats.pooled([ema])
+    torch.manual_seed(0)
+    params = torch.cat([torch.zeros(1, cfg.namm.num_params), 0.5 * torch.randn(3, cfg.namm.num_params)])
+    scores, fractions = fitness.members(ex, params, stats)
+    assert scores[0].item() == pytest.approx(full, abs=1e-6) and fractions[0].item() == 1.0
+    assert (fractions[1:] < 1).all(), "random members should evict something"
+
+    monkeypatch.setattr(adapter, "stop_ids", set())
+    answer = adapter.tokenizer.encode("7", add_special_tokens=False)
+    assert len(answer) == 1
+    last = []
+    for i in range(1, len(params)):
+        hook = adapter.model.register_forward_hook(lambda m, a, out: last.append(out.logits[0, -1]))
+        ckpt = NammCheckpoint(params=params[i], stats=stats, config=cfg.namm, stats_frozen=True)
+        try:
+            gen = adapter.generate(ex, NAMM(checkpoint=ckpt), ControllerConfig(32, 64, "streaming"))
+        finally:
+            hook.remove()
+        assert gen.controller.stats.prompt_fraction == pytest.approx(fractions[i].item())
+        expected = torch.softmax(last[-1].float(), dim=-1)[answer[0]].item()
+        assert scores[i].item() == pytest.approx(expected, rel=1e-5)
+
+
 class AnswerRecorder:
     """Stands in for the suite: its metric counts the answers it was given."""
 

@@ -10,7 +10,7 @@ from typing import Any
 from ..namm.scorer import NammConfig
 
 FITNESS_MODES = ("fast", "paper")
-FAST_EVICTIONS = ("end", "interval")
+FAST_EVICTIONS = ("end", "interval", "streaming")
 
 
 class ConfigError(ValueError):
@@ -51,7 +51,9 @@ class EvolutionConfig:
         every ``interval`` tokens, as the streaming protocol does, each time from the full-cache
         spectrogram of that moment restricted to the tokens it still holds (the KV entries stay
         the full-cache ones, so this follows the streaming evictions, not their effect on later
-        tokens).
+        tokens). ``streaming``: each member prefills the whole prompt with its own cache under the
+        streaming protocol, then the gold answer runs teacher-forced (faithful to ``namm-bench
+        run``; about one prefill per member and example, members one at a time).
     sparsity_target, sparsity_weight
         Fitness minus ``sparsity_weight * max(0, cache_fraction - sparsity_target)``. The paper's
         released runs use no such term (its ``SparsityAuxiliaryLoss`` is off); without one nothing

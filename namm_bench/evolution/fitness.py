@@ -8,7 +8,12 @@ masked), and the question plus the gold answer run teacher-forced on top. The sc
 geometric mean probability of the gold answer tokens. One eviction at the end of the context
 (``fast_evictions = "end"``) or one at each ``interval`` call and at the end, from the full-cache
 spectrogram of that moment (``"interval"``), stands in for the streaming calls, so it is an
-approximation of ``paper``; the docs report how well the two rank members alike.
+approximation of ``paper``; the docs report how well the two rank members alike. Both keep the
+full cache's keys and values, which were computed while every token was still there, so they
+miss what a member's evictions take from the tokens that follow them (``docs/decisions.md``
+measures how much). ``"streaming"`` removes that: each member prefills the whole prompt under
+the streaming protocol with its own cache, as ``namm-bench run`` does, and the gold answer runs
+teacher-forced on that cache; members run one at a time, at about the cost of a prefill each.
 
 ``paper``: the paper's fitness, ``namm-reference.md`` section 5.2: each member runs the streaming
 protocol (a NAMM call every ``interval`` tokens) and its greedy answer is scored by the task
@@ -32,6 +37,48 @@ from ..namm.scorer import BamWeights, NammConfig, bam_scores, binary_selection
 from ..policies.base import MemoryPolicy, gather_tokens
 from ..policies.full import FullCache
 from ..policies.namm import NAMM
+
+
+@dataclass
+class StreamedAnswer:
+    """The gold answer teacher-forced after a prompt that ran under a policy (streaming protocol)."""
+
+    logprobs: torch.Tensor  # (answer tokens,)
+    exact: bool  # every answer token was the argmax: greedy decoding would have produced the answer
+    cache_fraction: float  # at the end of the prompt
+
+    @property
+    def probability(self) -> float:
+        """Geometric-mean probability of the answer tokens, the fast fitness score."""
+        return float(self.logprobs.mean().exp())
+
+
+def stream_answer(adapter, policy: MemoryPolicy, controller: ControllerConfig, prompt, answer: list[int]):
+    """Run ``prompt`` under ``policy`` as ``adapter.generate`` does, then ``answer`` teacher-forced in one step."""
+    from transformers import DynamicCache
+
+    model, device = adapter.model, adapter.device
+    ids = torch.cat([prompt.ids, torch.tensor([answer], device=device)], dim=1)
+    cache = DynamicCache(config=model.config)
+    memory = MemoryController(policy, controller)
+
+    def forward(start: int, end: int, keep: int = 1) -> torch.Tensor:
+        return model(
+            input_ids=ids[:, start:end],
+            position_ids=torch.arange(start, end, device=device)[None],
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=keep,
+        ).logits[0]
+
+    with memory.attach(model, cache, adapter.attention_modules()):
+        logits = [memory.prefill(lambda s, e: forward(s, e)[-1:], prompt.ids.shape[1])]
+        if len(answer) > 1:  # answer[i] is predicted at answer[i - 1]: feed all but the last
+            logits.append(memory.step(lambda s, e: forward(s, e, e - s), len(answer) - 1))
+    logits = torch.cat(logits).float()
+    gold = torch.tensor(answer, device=device)
+    logprobs = F.log_softmax(logits, dim=-1).gather(-1, gold[:, None]).squeeze(-1).cpu()
+    return StreamedAnswer(logprobs, bool((logits.argmax(-1) == gold).all()), memory.stats.prompt_fraction)
 
 
 class SpectrogramRecorder(MemoryPolicy):
@@ -72,6 +119,8 @@ class Prefilled:
     answer_from: int  # index in ``tail`` of the first gold answer token
     full_score: float = 0.0
     calls: list[tuple[int, torch.Tensor]] = field(default_factory=list)  # (tokens seen, EMA) at interval calls
+    prompt: object = None  # fast_evictions = "streaming": the whole prompt and the gold answer's ids
+    answer: list[int] = field(default_factory=list)
 
     @property
     def length(self) -> int:
@@ -177,13 +226,28 @@ class FastFitness:
             answer_from=tail.shape[1] - len(answer),
             calls=calls if self.config.fast_evictions == "interval" else [],
         )
-        ex.full_score = float(self._forward(ex, [[None] * len(ex.keys)])[0][0])
+        if self.config.fast_evictions == "streaming":  # the members' own prefills replace the shared one
+            ex.keys, ex.values, ex.prompt, ex.answer = [], [], prompt, answer
+            ex.full_score = stream_answer(adapter, FullCache(), self._streaming, prompt, answer).probability
+        else:
+            ex.full_score = float(self._forward(ex, [[None] * len(ex.keys)])[0][0])
         return ex
+
+    def _member(self, params: torch.Tensor, stats: RunningStats) -> NammCheckpoint:
+        return NammCheckpoint(params=params.float().cpu(), stats=stats, config=self.config.namm, stats_frozen=True)
+
+    @property
+    def _streaming(self) -> ControllerConfig:
+        return ControllerConfig(self.config.chunk_size, self.config.interval, "streaming")
 
     @torch.inference_mode()
     def members(self, example, params: torch.Tensor, stats: RunningStats) -> tuple[torch.Tensor, torch.Tensor]:
         """Scores and cache fractions (M,) of the members ``params`` (M, P), in one batch."""
         ex = self._prefilled[example.example_id]
+        if self.config.fast_evictions == "streaming":
+            policies = [NAMM(checkpoint=self._member(p, stats)) for p in params]
+            runs = [stream_answer(self.adapter, policy, self._streaming, ex.prompt, ex.answer) for policy in policies]
+            return torch.tensor([r.probability for r in runs]), torch.tensor([r.cache_fraction for r in runs])
         select = _interval_selections if self.config.fast_evictions == "interval" else _selections
         return self._forward(ex, select(ex, params, stats, self.config.namm))
 
