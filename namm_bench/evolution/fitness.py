@@ -81,6 +81,11 @@ def stream_answer(adapter, policy: MemoryPolicy, controller: ControllerConfig, p
     return StreamedAnswer(logprobs, bool((logits.argmax(-1) == gold).all()), memory.stats.prompt_fraction)
 
 
+def member_checkpoint(params: torch.Tensor, stats: RunningStats, config: NammConfig) -> NammCheckpoint:
+    """One member's parameters as a NAMM with the run's frozen normalisation statistics."""
+    return NammCheckpoint(params=params.float().cpu(), stats=stats, config=config, stats_frozen=True)
+
+
 class SpectrogramRecorder(MemoryPolicy):
     """Keeps every token and records the NAMM's EMA spectrogram of the attention they received.
 
@@ -233,9 +238,6 @@ class FastFitness:
             ex.full_score = float(self._forward(ex, [[None] * len(ex.keys)])[0][0])
         return ex
 
-    def _member(self, params: torch.Tensor, stats: RunningStats) -> NammCheckpoint:
-        return NammCheckpoint(params=params.float().cpu(), stats=stats, config=self.config.namm, stats_frozen=True)
-
     @property
     def _streaming(self) -> ControllerConfig:
         return ControllerConfig(self.config.chunk_size, self.config.interval, "streaming")
@@ -245,7 +247,7 @@ class FastFitness:
         """Scores and cache fractions (M,) of the members ``params`` (M, P), in one batch."""
         ex = self._prefilled[example.example_id]
         if self.config.fast_evictions == "streaming":
-            policies = [NAMM(checkpoint=self._member(p, stats)) for p in params]
+            policies = [NAMM(checkpoint=member_checkpoint(p, stats, self.config.namm)) for p in params]
             runs = [stream_answer(self.adapter, policy, self._streaming, ex.prompt, ex.answer) for policy in policies]
             return torch.tensor([r.probability for r in runs]), torch.tensor([r.cache_fraction for r in runs])
         select = _interval_selections if self.config.fast_evictions == "interval" else _selections
@@ -323,8 +325,9 @@ class PaperFitness:
     def members(self, example, params: torch.Tensor, stats: RunningStats) -> tuple[torch.Tensor, torch.Tensor]:
         scores, fractions = [], []
         for p in params:
-            ckpt = NammCheckpoint(params=p.float().cpu(), stats=stats, config=self.config.namm, stats_frozen=True)
-            gen = self.adapter.generate(example, NAMM(checkpoint=ckpt), self._controller)
+            gen = self.adapter.generate(
+                example, NAMM(checkpoint=member_checkpoint(p, stats, self.config.namm)), self._controller
+            )
             scores.append(self.suite.score(example, gen.text))
             fractions.append(gen.controller.stats.cache_fraction)
         return torch.tensor(scores), torch.tensor(fractions)
