@@ -21,7 +21,10 @@ layers and the same all-zero ``position_ids``; with a keep-all policy it gives t
 ``forward``'s actions (tested).
 
 A checkpoint is a directory: ``save_pretrained`` files plus ``agent.json`` (``AgentSpec``: the
-environment, the state normalisation, the target return, the return scale and ``K``).
+environment, the state normalisation, the target return, the return scale and ``K``). The public
+hub checkpoints ``edbeeching/decision-transformer-gym-{hopper,walker2d}-{medium,expert,
+medium-replay}`` have no ``agent.json``: when online, their spec comes from the name and from the
+D4RL data they were trained on (``hub_agent_spec``).
 """
 
 from __future__ import annotations
@@ -74,6 +77,56 @@ class AgentSpec:
         write_atomic(Path(directory) / AGENT_FILE, json.dumps(asdict(self), indent=2) + "\n")
 
 
+HUB_DATA = "edbeeching/decision_transformer_gym_replay"
+"""The D4RL trajectories the public hub checkpoints were trained on (configs ``{env}-{quality}-v2``)."""
+HUB_ENVS = {"hopper": ("Hopper-v5", 3600.0), "walker2d": ("Walker2d-v5", 5000.0)}
+"""Environment and Chen et al.'s conditioning return per environment named in a hub id."""
+HUB_QUALITIES = ("medium-replay", "medium-expert", "medium", "expert")
+
+
+def is_hub_id(model: str | Path) -> bool:
+    text = str(model)
+    return not Path(text).exists() and text.count("/") == 1 and not text.startswith((".", "/", "~"))
+
+
+def hub_agent_spec(hub_id: str) -> AgentSpec:
+    """``AgentSpec`` of a hub checkpoint without ``agent.json``.
+
+    For example ``edbeeching/decision-transformer-gym-hopper-medium``. The environment and the
+    D4RL dataset come from the name; the state normalisation is the mean and standard deviation
+    of that dataset's observations (``HUB_DATA``, as the Hugging Face training tutorial computes them),
+    the target return Chen et al.'s, K = 20.
+    """
+    name = hub_id.split("/")[-1].lower()
+    env = next((e for e in HUB_ENVS if f"-{e}-" in f"-{name}-"), None)
+    quality = next((q for q in HUB_QUALITIES if name.endswith(f"-{q}")), None)
+    if env is None or quality is None:
+        raise AgentError(
+            f"{hub_id} has no {AGENT_FILE}, and its name does not say the environment ({', '.join(HUB_ENVS)}) "
+            f"and D4RL dataset ({', '.join(HUB_QUALITIES)}) it was trained on"
+        )
+    config = f"{env}-{quality}-v2"
+    try:
+        from datasets import load_dataset
+
+        data = load_dataset(HUB_DATA, config, split="train")
+        states = np.concatenate([np.asarray(obs, dtype=np.float64) for obs in data["observations"]])
+    except Exception as err:  # no datasets package, offline, or the hub layout changed
+        raise AgentError(
+            f"{hub_id}: its state normalisation comes from {HUB_DATA} ({config}), which could not be loaded "
+            f"(needs `pip install datasets` and a network): {err}"
+        ) from err
+    env_id, target = HUB_ENVS[env]
+    return AgentSpec(
+        env_id=env_id,
+        state_mean=states.mean(0).tolist(),
+        state_std=(states.std(0) + 1e-6).tolist(),
+        target_return=target,
+        dataset=f"{HUB_DATA}/{config}",
+        extra={"hub_id": hub_id},
+    )
+
+
 def make_env(env_id: str, **kwargs: Any):
     """A Gymnasium environment, or one clear error naming what is known."""
     try:
@@ -93,7 +146,7 @@ class DecisionTransformerAdapter:
     Parameters
     ----------
     model
-        Directory holding the model and its ``agent.json``.
+        Directory holding the model and its ``agent.json``, or a hub id (see ``hub_agent_spec``).
     device
         Torch device.
     """
@@ -102,10 +155,19 @@ class DecisionTransformerAdapter:
         from transformers import DecisionTransformerModel
 
         path = Path(model)
-        if not path.is_dir():
-            raise AgentError(f"Decision Transformer checkpoint {model} not found (a directory with {AGENT_FILE})")
-        self.agent = AgentSpec.load(path)
-        self.model = DecisionTransformerModel.from_pretrained(path).to(device).eval()
+        if path.is_dir():
+            self.agent = AgentSpec.load(path)
+            self.model = DecisionTransformerModel.from_pretrained(path).to(device).eval()
+        elif is_hub_id(model):
+            self.agent = hub_agent_spec(str(model))  # first: a name it cannot read fails without the network
+            try:
+                self.model = DecisionTransformerModel.from_pretrained(str(model)).to(device).eval()
+            except OSError as err:
+                raise AgentError(f"cannot load {model} from the hub (offline, or no such model): {err}") from err
+        else:
+            raise AgentError(
+                f"Decision Transformer checkpoint {model} not found (a directory with {AGENT_FILE}, or a hub id)"
+            )
         self.device = torch.device(device)
         self.model_name = path.name
         cfg = self.model.config

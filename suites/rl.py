@@ -43,14 +43,19 @@ def _env_name(env_id: str) -> str:
 class RlSuite:
     """Trained agents found under ``agents`` (a directory of agent directories, or one agent)."""
 
-    agents: Path | None = None
+    agents: Path | str | None = None
     name: str = "rl"
     adapter: str = "decision_transformer"
 
     def _root(self) -> Path:
         return Path(self.agents) if self.agents is not None else _shipped_root()
 
-    def agent_dirs(self) -> dict[str, Path]:
+    def agent_dirs(self) -> dict[str, Path | str]:
+        """Agent name -> checkpoint directory, or hub id when ``agents`` names one."""
+        from namm_bench.adapters.decision_transformer import is_hub_id
+
+        if self.agents is not None and is_hub_id(self.agents):
+            return {str(self.agents).split("/")[-1]: str(self.agents)}
         root = self._root()
         if (root / "agent.json").is_file():
             return {root.name: root}
@@ -83,7 +88,7 @@ def run(spec) -> Path:
     from namm_bench.results import ResultsStore, row_key
     from namm_bench.runner import _make, code_version, load_namm, resolve_match, variants
 
-    suite = RlSuite(Path(spec.model) if spec.model else None)
+    suite = RlSuite(spec.model)
     agents = suite.agent_dirs()
     tasks = spec.tasks or list(agents)
     unknown = [t for t in tasks if t not in agents]

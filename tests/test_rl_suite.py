@@ -59,3 +59,55 @@ def test_bad_input_is_one_clear_error(tmp_path, capsys):
     assert run_rl(tmp_path / "typo", tmp_path / "out", "--tasks", "ant") == 2
     assert "unknown agent(s) ant" in capsys.readouterr().err
     assert not (tmp_path / "out" / "results.jsonl").exists()
+
+
+def test_a_hub_checkpoint_without_agent_json_runs_with_the_spec_of_its_d4rl_data(tmp_path, monkeypatch, capsys):
+    import sys
+    import types
+
+    import numpy as np
+    from transformers import DecisionTransformerModel
+
+    from namm_bench.adapters.decision_transformer import DecisionTransformerAdapter
+
+    local = save_tiny_dt(tmp_path / "hub-copy")
+    (local / "agent.json").unlink()  # as on the hub: weights and config only
+    hub_id = "edbeeching/decision-transformer-gym-hopper-medium"
+    loaded = DecisionTransformerModel.from_pretrained
+    monkeypatch.setattr(
+        DecisionTransformerModel,
+        "from_pretrained",
+        classmethod(lambda cls, name, **kw: loaded(local if name == hub_id else name, **kw)),
+    )
+    rng = np.random.default_rng(0)
+    episodes = [rng.normal(size=(n, 11)).tolist() for n in (5, 7)]
+    asked = []
+    data = types.SimpleNamespace(
+        load_dataset=lambda name, config, split: asked.append((name, config, split)) or {"observations": episodes}
+    )
+    monkeypatch.setitem(sys.modules, "datasets", data)
+
+    adapter = DecisionTransformerAdapter(hub_id)
+    states = np.concatenate([np.asarray(e) for e in episodes])
+    assert asked == [("edbeeching/decision_transformer_gym_replay", "hopper-medium-v2", "train")]
+    assert adapter.agent.env_id == "Hopper-v5" and adapter.agent.target_return == 3600.0
+    assert adapter.agent.context == 20 and adapter.model_name == "decision-transformer-gym-hopper-medium"
+    assert np.allclose(adapter.agent.state_mean, states.mean(0)) and np.allclose(adapter.agent.state_std, states.std(0))
+
+    assert run_rl(hub_id, tmp_path / "out", "--limit", "1", "--policies", "full") == 0
+    rows = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert {(r["task"], r["protocol"]) for r in rows} == {
+        ("decision-transformer-gym-hopper-medium", "window"),
+        ("decision-transformer-gym-hopper-medium", "cached"),
+    }
+
+    assert run_rl("edbeeching/decision-transformer-gym-ant-medium", tmp_path / "bad") == 2
+    assert "does not say the environment" in capsys.readouterr().err
+
+    def offline(name, config, split):
+        raise ConnectionError("offline")
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=offline))
+    assert run_rl(hub_id, tmp_path / "bad") == 2
+    assert "pip install datasets" in capsys.readouterr().err
+    assert not (tmp_path / "bad" / "results.jsonl").exists()
