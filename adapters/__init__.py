@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-__all__ = ["ADAPTERS", "get_adapter"]
+__all__ = ["ADAPTERS", "get_adapter", "is_hub_id"]
+
+
+def is_hub_id(model: str | Path) -> bool:
+    """Whether ``--model`` names a hub repository (``org/name``) rather than a local path."""
+    text = str(model)
+    return not Path(text).exists() and text.count("/") == 1 and not text.startswith((".", "/", "~"))
 
 
 def _llama(model: str | None, **kwargs: Any):

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from namm_bench.adapters import is_hub_id
 from namm_bench.controller import ControllerConfig, MemoryController
 from namm_bench.policies.base import MemoryPolicy
 
@@ -82,11 +83,6 @@ HUB_DATA = "edbeeching/decision_transformer_gym_replay"
 HUB_ENVS = {"hopper": ("Hopper-v5", 3600.0), "walker2d": ("Walker2d-v5", 5000.0)}
 """Environment and Chen et al.'s conditioning return per environment named in a hub id."""
 HUB_QUALITIES = ("medium-replay", "medium-expert", "medium", "expert")
-
-
-def is_hub_id(model: str | Path) -> bool:
-    text = str(model)
-    return not Path(text).exists() and text.count("/") == 1 and not text.startswith((".", "/", "~"))
 
 
 def hub_agent_spec(hub_id: str) -> AgentSpec:

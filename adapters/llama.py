@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from namm_bench.adapters import is_hub_id
 from namm_bench.controller import ControllerConfig, MemoryController
 from namm_bench.policies.base import MemoryPolicy
 from namm_bench.suites.base import TextExample
@@ -127,7 +128,7 @@ class LlamaAdapter:
             source = Path(model)
             if not (source / "config.json").is_file():
                 raise ModelLoadError(f"model directory {source} has no config.json")
-        elif model.count("/") == 1 and not model.startswith((".", "/", "~")):
+        elif is_hub_id(model):
             source = model  # a hub id; loads when online or already in the Hugging Face cache
         else:
             raise ModelLoadError(f"model path {model} does not exist (and is not a hub id like org/name)")

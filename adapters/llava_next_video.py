@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from namm_bench.adapters import is_hub_id
 from namm_bench.controller import ControllerConfig, MemoryController
 from namm_bench.policies.base import MemoryPolicy
 
@@ -253,7 +254,7 @@ class LlavaNextVideoAdapter:
     def _load_full(model: str, dtype: torch.dtype) -> tuple[Any, Any]:
         from transformers import AutoTokenizer, LlavaNextVideoForConditionalGeneration
 
-        if not Path(model).exists() and not (model.count("/") == 1 and not model.startswith((".", "/", "~"))):
+        if not Path(model).exists() and not is_hub_id(model):
             raise ModelLoadError(f"model path {model} does not exist (and is not a hub id like org/name)")
         try:
             tokenizer = AutoTokenizer.from_pretrained(model)

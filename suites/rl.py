@@ -52,7 +52,7 @@ class RlSuite:
 
     def agent_dirs(self) -> dict[str, Path | str]:
         """Agent name -> checkpoint directory, or hub id when ``agents`` names one."""
-        from namm_bench.adapters.decision_transformer import is_hub_id
+        from namm_bench.adapters import is_hub_id
 
         if self.agents is not None and is_hub_id(self.agents):
             return {str(self.agents).split("/")[-1]: str(self.agents)}
