@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from namm_bench.adapters import get_adapter
 from namm_bench.controller import ControllerConfig
 from namm_bench.evolution.config import FAST_EVICTIONS, load_config
-from namm_bench.evolution.fitness import FastFitness, stream_answer
+from namm_bench.evolution.fitness import FastFitness, member_checkpoint, stream_answer
 from namm_bench.files import write_atomic
 from namm_bench.namm.checkpoint import load_checkpoint
 from namm_bench.policies.namm import NAMM
@@ -53,17 +53,19 @@ def main() -> None:
     )
     modes = {m: FastFitness(adapter, suite, replace(config, fast_evictions=m)) for m in FAST_EVICTIONS}
     streaming = ControllerConfig(config.chunk_size, config.interval, "streaming")
+    member = member_checkpoint(ckpt.params, ckpt.stats, ckpt.config)
     rows = []
     for ex in tqdm(examples, desc="examples"):
         row = {"example_id": ex.example_id}
         for mode, fitness in modes.items():
-            _, row["full"] = fitness.prepare(ex)
+            _, row["full"] = fitness.prepare(ex)  # the full cache; the streaming mode's, prepared last, is kept
+            if mode == "streaming":  # what FastFitness.members runs, kept whole for its exact match
+                prefilled = fitness._prefilled[ex.example_id]
+                run = stream_answer(adapter, NAMM(checkpoint=member), streaming, prefilled.prompt, prefilled.answer)
+                row[mode], row[f"{mode}_cache"], row["tf_exact"] = run.probability, run.cache_fraction, float(run.exact)
+                continue
             score, fraction = fitness.members(ex, ckpt.params[None].float(), ckpt.stats)
             row[mode], row[f"{mode}_cache"] = float(score[0]), float(fraction[0])
-        prefilled = modes["streaming"]._prefilled[ex.example_id]
-        row["tf_exact"] = float(
-            stream_answer(adapter, NAMM(checkpoint=ckpt), streaming, prefilled.prompt, prefilled.answer).exact
-        )
         gen = adapter.generate(ex, NAMM(checkpoint=ckpt), streaming)
         row["greedy_score"], row["greedy_cache"] = suite.score(ex, gen.text), gen.controller.stats.prompt_fraction
         rows.append(row)
