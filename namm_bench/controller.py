@@ -182,6 +182,23 @@ class MemoryController:
         self.stats.fractions.append(self.stats.prompt_fraction)
         return out
 
+    def resume_at_call(self, tokens_seen: int) -> None:
+        """Take over an attached cache that holds the tokens [0, ``tokens_seen``), none evicted, and
+        make the policy call that ``prefill`` made on reaching them.
+
+        For runs that share a prompt prefix up to their first policy call: the policy must already
+        hold what it observed there. A later ``prefill`` continues after the call.
+        """
+        if self.tokens_seen:
+            raise RuntimeError("resume_at_call needs a freshly attached controller")
+        for i, layer in enumerate(self._cache.layers[: len(self._positions)]):
+            b, h, n, _ = layer.keys.shape
+            if n != tokens_seen:
+                raise ValueError(f"layer {i} holds {n} tokens, not the {tokens_seen} resumed from")
+            self._positions[i] = torch.arange(n, device=layer.keys.device).expand(b, h, n)
+        self.stats.tokens_seen = tokens_seen
+        self._call_policy()
+
     def step(self, forward: Forward[T], n: int = 1) -> T:
         """Run ``n`` generated tokens (a decoding step), calling the policy on interval multiples."""
         start = self.tokens_seen

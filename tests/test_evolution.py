@@ -127,6 +127,8 @@ def test_fast_fitness_streaming_evictions_follow_the_members_own_streaming_run(t
     scores, fractions = fitness.members(ex, params, stats)
     assert scores[0].item() == pytest.approx(full, abs=1e-6) and fractions[0].item() == 1.0
     assert (fractions[1:] < 1).all(), "random members should evict something"
+    prefix = fitness._prefilled[ex.example_id].prefix
+    assert prefix is not None and prefix.tokens_seen == 64, "members start from the shared run to the first call"
 
     monkeypatch.setattr(adapter, "stop_ids", set())
     answer = adapter.tokenizer.encode("7", add_special_tokens=False)

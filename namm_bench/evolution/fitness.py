@@ -13,7 +13,8 @@ full cache's keys and values, which were computed while every token was still th
 miss what a member's evictions take from the tokens that follow them (``docs/decisions.md``
 measures how much). ``"streaming"`` removes that: each member prefills the whole prompt under
 the streaming protocol with its own cache, as ``namm-bench run`` does, and the gold answer runs
-teacher-forced on that cache; members run one at a time, at about the cost of a prefill each.
+teacher-forced on that cache; members run one at a time, at about the cost of a prefill each
+less the part before the first policy call, which is the same for all and computed once.
 
 ``paper``: the paper's fitness, ``namm-reference.md`` section 5.2: each member runs the streaming
 protocol (a NAMM call every ``interval`` tokens) and its greedy answer is scored by the task
@@ -25,6 +26,7 @@ full-cache score of every example once.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import torch
@@ -53,8 +55,32 @@ class StreamedAnswer:
         return float(self.logprobs.mean().exp())
 
 
-def stream_answer(adapter, policy: MemoryPolicy, controller: ControllerConfig, prompt, answer: list[int]):
-    """Run ``prompt`` under ``policy`` as ``adapter.generate`` does, then ``answer`` teacher-forced in one step."""
+@dataclass
+class SharedPrefix:
+    """A streaming prefill up to its first policy call: the cache and the attention history then.
+
+    Nothing is evicted before the first call, so this part is the same for every NAMM member
+    (the features are parameter-free) and is computed once per example.
+    """
+
+    tokens_seen: int
+    keys: list[torch.Tensor] = field(default_factory=list)  # per layer (1, H, tokens_seen, d)
+    values: list[torch.Tensor] = field(default_factory=list)
+    spectra: list = field(default_factory=list)  # per layer SpectrogramState
+
+
+def stream_answer(
+    adapter,
+    policy: MemoryPolicy,
+    controller: ControllerConfig,
+    prompt,
+    answer: list[int],
+    prefix: SharedPrefix | None = None,
+):
+    """Run ``prompt`` under ``policy`` as ``adapter.generate`` does, then ``answer`` teacher-forced in one step.
+
+    A NAMM ``policy`` may start from ``prefix``, the same prompt's run up to its first policy call.
+    """
     from transformers import DynamicCache
 
     model, device = adapter.model, adapter.device
@@ -72,6 +98,11 @@ def stream_answer(adapter, policy: MemoryPolicy, controller: ControllerConfig, p
         ).logits[0]
 
     with memory.attach(model, cache, adapter.attention_modules()):
+        if prefix is not None:
+            for layer, (keys, values) in enumerate(zip(prefix.keys, prefix.values, strict=True)):
+                cache.update(keys.clone(), values.clone(), layer)
+            policy.spectra.states = copy.deepcopy(prefix.spectra)
+            memory.resume_at_call(prefix.tokens_seen)
         logits = [memory.prefill(lambda s, e: forward(s, e)[-1:], prompt.ids.shape[1])]
         if len(answer) > 1:  # answer[i] is predicted at answer[i - 1]: feed all but the last
             logits.append(memory.step(lambda s, e: forward(s, e, e - s), len(answer) - 1))
@@ -89,19 +120,23 @@ def member_checkpoint(params: torch.Tensor, stats: RunningStats, config: NammCon
 class SpectrogramRecorder(MemoryPolicy):
     """Keeps every token and records the NAMM's EMA spectrogram of the attention they received.
 
-    ``calls`` holds, for every policy call, the tokens seen and each layer's EMA at that moment.
+    ``calls`` holds, for every policy call, the tokens seen and each layer's EMA at that moment;
+    with ``keep_prefix``, ``prefix`` holds the run up to the first call (``SharedPrefix``).
     """
 
     name = "spectrogram-recorder"
     needs_attention = True
 
-    def __init__(self, ema_coeff: float) -> None:
+    def __init__(self, ema_coeff: float, keep_prefix: bool = False) -> None:
         self.spectra = LayerSpectrograms(ema_coeff)
         self.calls: list[tuple[int, list[torch.Tensor]]] = []
+        self.keep_prefix = keep_prefix
+        self.prefix: SharedPrefix | None = None
 
     def reset(self, num_layers: int) -> None:
         self.spectra.reset(num_layers)
         self.calls = []
+        self.prefix = None
 
     def observe(self, layer: int, attention: torch.Tensor) -> None:
         self.spectra.observe(layer, attention)
@@ -109,8 +144,17 @@ class SpectrogramRecorder(MemoryPolicy):
     def select(self, layer, keys, values, positions, tokens_seen):
         if layer == 0:
             self.calls.append((tokens_seen, []))
+            if self.keep_prefix and self.prefix is None:
+                self.prefix = SharedPrefix(tokens_seen, spectra=copy.deepcopy(self.spectra.states))
         self.calls[-1][1].append(self.spectra.states[layer].ema.clone())
+        if self.prefix is not None and self.prefix.tokens_seen == tokens_seen:
+            self.prefix.keys.append(keys.clone())
+            self.prefix.values.append(values.clone())
         return None
+
+    def ema(self) -> torch.Tensor:
+        """(L, H, N, 17): every layer's raw EMA now."""
+        return torch.cat([s.ema for s in self.spectra.states])
 
 
 @dataclass
@@ -126,24 +170,25 @@ class Prefilled:
     calls: list[tuple[int, torch.Tensor]] = field(default_factory=list)  # (tokens seen, EMA) at interval calls
     prompt: object = None  # fast_evictions = "streaming": the whole prompt and the gold answer's ids
     answer: list[int] = field(default_factory=list)
+    prefix: SharedPrefix | None = None  # and the run up to the members' first call, the same for all
 
     @property
     def length(self) -> int:
         return self.ema.shape[2]
 
 
-def record_context(adapter, config, example):
-    """Prefill ``example``'s context with the full cache.
+def record_context(adapter, config, example, keep_prefix: bool = False):
+    """Prefill ``example``'s context with the full cache under the streaming protocol's chunks and calls.
 
-    Returns the prompt, the context length, the cache, the raw EMA (L, H, N, 17) at the end of the
-    context and, for every ``interval`` call on the way, (tokens seen, EMA then).
+    Returns the prompt, the context length, the cache and the ``SpectrogramRecorder`` (its EMA
+    now, its calls, and with ``keep_prefix`` the run up to the first call).
     """
     from transformers import DynamicCache
 
     prompt = adapter.build_prompt(example)
     context = prompt.question_start
     cache = DynamicCache(config=adapter.model.config)
-    recorder = SpectrogramRecorder(config.namm.ema_coeff)
+    recorder = SpectrogramRecorder(config.namm.ema_coeff, keep_prefix)
     controller = MemoryController(recorder, ControllerConfig(config.chunk_size, config.interval, "streaming", False))
 
     def forward(start: int, end: int) -> None:
@@ -157,8 +202,7 @@ def record_context(adapter, config, example):
 
     with controller.attach(adapter.model, cache, adapter.attention_modules()):
         controller.prefill(forward, context)
-    calls = [(n, torch.cat(emas)) for n, emas in recorder.calls if n < context]
-    return prompt, context, cache, torch.cat([s.ema for s in recorder.spectra.states]), calls
+    return prompt, context, cache, recorder
 
 
 def _interval_selections(ex: Prefilled, params: torch.Tensor, stats: RunningStats, cfg: NammConfig) -> list[list]:
@@ -218,7 +262,8 @@ class FastFitness:
 
     def _prefill(self, example) -> Prefilled:
         adapter = self.adapter
-        prompt, context, cache, ema, calls = record_context(adapter, self.config, example)
+        streaming = self.config.fast_evictions == "streaming"
+        prompt, context, cache, recorder = record_context(adapter, self.config, example, keep_prefix=streaming)
         answer = adapter.tokenizer.encode(example.answer, add_special_tokens=False)
         if not answer:
             raise ValueError(f"{example.example_id}: fast fitness needs a gold answer, and this example has none")
@@ -226,13 +271,17 @@ class FastFitness:
         ex = Prefilled(
             keys=[layer.keys for layer in cache.layers],
             values=[layer.values for layer in cache.layers],
-            ema=ema,
+            ema=recorder.ema(),
             tail=tail,
             answer_from=tail.shape[1] - len(answer),
-            calls=calls if self.config.fast_evictions == "interval" else [],
         )
-        if self.config.fast_evictions == "streaming":  # the members' own prefills replace the shared one
+        if self.config.fast_evictions == "interval":
+            # A call at the very end of the context would not be one in the whole prompt's run.
+            ex.calls = [(n, torch.cat(emas)) for n, emas in recorder.calls if n < context]
+        if streaming:  # the members' own prefills replace the shared one, up to their first call
             ex.keys, ex.values, ex.prompt, ex.answer = [], [], prompt, answer
+            if recorder.prefix is not None and recorder.prefix.tokens_seen < context:
+                ex.prefix = recorder.prefix
             ex.full_score = stream_answer(adapter, FullCache(), self._streaming, prompt, answer).probability
         else:
             ex.full_score = float(self._forward(ex, [[None] * len(ex.keys)])[0][0])
@@ -248,7 +297,10 @@ class FastFitness:
         ex = self._prefilled[example.example_id]
         if self.config.fast_evictions == "streaming":
             policies = [NAMM(checkpoint=member_checkpoint(p, stats, self.config.namm)) for p in params]
-            runs = [stream_answer(self.adapter, policy, self._streaming, ex.prompt, ex.answer) for policy in policies]
+            runs = [
+                stream_answer(self.adapter, policy, self._streaming, ex.prompt, ex.answer, ex.prefix)
+                for policy in policies
+            ]
             return torch.tensor([r.probability for r in runs]), torch.tensor([r.cache_fraction for r in runs])
         select = _interval_selections if self.config.fast_evictions == "interval" else _selections
         return self._forward(ex, select(ex, params, stats, self.config.namm))
@@ -317,7 +369,7 @@ class PaperFitness:
         """Full-cache answer score, and the context's raw EMA features (for the statistics)."""
         if example.example_id not in self._prepared:
             gen = self.adapter.generate(example, FullCache(), self._controller)
-            ema = record_context(self.adapter, self.config, example)[3]
+            ema = record_context(self.adapter, self.config, example)[3].ema()
             self._prepared[example.example_id] = (ema, self.suite.score(example, gen.text))
         return self._prepared[example.example_id]
 

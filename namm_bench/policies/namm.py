@@ -42,17 +42,19 @@ class NAMM(MemoryPolicy):
         self._stats = self.checkpoint.stats
         # Decided once per checkpoint: statistics it shipped stay frozen; empty ones keep pooling.
         self._update_stats = not self.checkpoint.stats_frozen
-        self._spectra = LayerSpectrograms(self.checkpoint.config.ema_coeff)
+        # The attention history of the cached tokens; parameter-free, so runs that share a prompt
+        # prefix may start from a copy of one (``namm_bench.evolution.fitness``).
+        self.spectra = LayerSpectrograms(self.checkpoint.config.ema_coeff)
 
     def reset(self, num_layers: int) -> None:
-        self._spectra.reset(num_layers)
+        self.spectra.reset(num_layers)
 
     def observe(self, layer: int, attention: torch.Tensor) -> None:
-        self._spectra.observe(layer, attention)
+        self.spectra.observe(layer, attention)
 
     def scores(self, layer: int, positions: torch.Tensor) -> torch.Tensor:
         """BAM scores (B, H, N) of the layer's cached tokens from the current features."""
-        ema = self._spectra.states[layer].ema
+        ema = self.spectra.states[layer].ema
         if self._update_stats:
             self._stats.merge(ema)
         cfg = self.checkpoint.config
@@ -61,11 +63,11 @@ class NAMM(MemoryPolicy):
         return bam_scores(features, w)
 
     def select(self, layer, keys, values, positions, tokens_seen):
-        if self._spectra.states[layer] is None:  # no attention observed yet (cannot happen in the controller)
+        if self.spectra.states[layer] is None:  # no attention observed yet (cannot happen in the controller)
             return None
         idx = binary_selection(self.scores(layer, positions))
         if idx is not None:
-            self._spectra.states[layer].gather(idx)
+            self.spectra.states[layer].gather(idx)
         return idx
 
     def describe(self) -> dict[str, Any]:
