@@ -1,12 +1,14 @@
-"""Member-evaluations per minute of the two fitness modes, CPU and (when present) GPU.
+"""Member-evaluations per minute of the fitness modes, CPU and (when present) GPU.
 
 Each member evaluation is one member scored on one example. The population is drawn around the
 zero NAMM with sigma0 (a generation-0 population). ``fast`` excludes the one-off full-cache prefill
 of each example (reported apart, it is paid once per example per run); ``paper`` runs the whole
-streaming generation per member. Every rate is also printed as a ratio to the same mode on one
-CPU process, measured in the same run.
+streaming generation per member. ``fast:EVICTIONS`` is ``fast`` with ``fast_evictions`` set
+(``end``, the default, ``interval`` or ``streaming``). Every rate is also printed as a ratio to
+the same mode on one CPU process, measured in the same run.
 
     python benchmarks/evolution_throughput.py [--model DIR] [--task passkey_1k] [--examples 2] [--members 16]
+        [--modes fast,fast:streaming,paper]
 """
 
 from __future__ import annotations
@@ -28,11 +30,18 @@ def measure(mode: str, device: str, args) -> tuple[float, float]:
     """(member evaluations per minute, prefill seconds per example) for ``mode`` on ``device``."""
     adapter = get_adapter("llama", args.model, device=device)
     suite = get_suite("synthetic")
-    config = config_from_dict({"stages": [{"tasks": [args.task], "generations": 1}], "member_batch": args.batch})
+    fitness_mode, _, evictions = mode.partition(":")
+    config = config_from_dict(
+        {
+            "stages": [{"tasks": [args.task], "generations": 1}],
+            "member_batch": args.batch,
+            "fast_evictions": evictions or "end",
+        }
+    )
     examples = suite.examples(
         args.task, adapter.count_tokens, adapter.max_prompt_tokens(ANSWER_RESERVE), 1000, args.examples
     )
-    fitness = FITNESS[mode](adapter, suite, config)
+    fitness = FITNESS[fitness_mode](adapter, suite, config)
     began = time.perf_counter()
     stats = RunningStats.pooled(fitness.prepare(ex)[0].cpu() for ex in examples)
     prefill = (time.perf_counter() - began) / len(examples)
@@ -65,16 +74,17 @@ def main() -> None:
     print(
         f"task {args.task}, {args.examples} examples, {args.members} members, torch threads {torch.get_num_threads()}"
     )
-    print(f"{'mode':6} {'device':6} {'member-evals/min':>17} {'vs 1 CPU process':>17} {'prefill s/example':>18}")
+    print(f"{'mode':15} {'device':6} {'member-evals/min':>17} {'vs 1 CPU process':>17} {'prefill s/example':>18}")
     rates = {}
     for mode in args.modes.split(","):
         for device in devices:
             rate, prefill = measure(mode, device, args)
             rates[mode, device] = rate
-            print(f"{mode:6} {device:6} {rate:17.1f} {rate / rates[mode, 'cpu']:16.2f}x {prefill:18.2f}")
+            print(f"{mode:15} {device:6} {rate:17.1f} {rate / rates[mode, 'cpu']:16.2f}x {prefill:18.2f}")
     for device in devices:
-        if ("fast", device) in rates and ("paper", device) in rates:
-            print(f"fast / paper on {device}: {rates['fast', device] / rates['paper', device]:.1f}x")
+        for mode in args.modes.split(","):
+            if mode != "paper" and (mode, device) in rates and ("paper", device) in rates:
+                print(f"{mode} / paper on {device}: {rates[mode, device] / rates['paper', device]:.1f}x")
 
 
 if __name__ == "__main__":
