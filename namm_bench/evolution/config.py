@@ -11,6 +11,7 @@ from ..namm.scorer import NammConfig
 
 FITNESS_MODES = ("fast", "paper")
 FAST_EVICTIONS = ("end", "interval", "streaming")
+TEACHER_FORCED = ("answer", "reply")
 
 
 class ConfigError(ValueError):
@@ -54,6 +55,12 @@ class EvolutionConfig:
         tokens). ``streaming``: each member prefills the whole prompt with its own cache under the
         streaming protocol, then the gold answer runs teacher-forced (faithful to ``namm-bench
         run``; about one prefill per member and example, members one at a time).
+    teacher_forced
+        What ``fast`` teacher-forces after the prompt and scores: ``answer``, the gold answer
+        alone; or ``reply``, the full cache's own greedy reply up to the end of the gold answer in
+        it, scoring only the answer's tokens (the model answers in its own words first, "The pass
+        key is ...", so the bare answer right after the prompt is not what greedy decoding is
+        asked to produce). Examples whose full-cache reply lacks the answer fall back to ``answer``.
     sparsity_target, sparsity_weight
         Fitness minus ``sparsity_weight * max(0, cache_fraction - sparsity_target)``. The paper's
         released runs use no such term (its ``SparsityAuxiliaryLoss`` is off); without one nothing
@@ -73,6 +80,7 @@ class EvolutionConfig:
     elite_ratio: float = 0.5
     fitness: str = "fast"
     fast_evictions: str = "end"
+    teacher_forced: str = "answer"
     pool_per_task: int = 32
     examples_per_task: int = 8
     pool_seed: int = 1000
@@ -116,6 +124,8 @@ class EvolutionConfig:
             raise ConfigError(f"unknown fitness mode {self.fitness!r}; known: {', '.join(FITNESS_MODES)}")
         if self.fast_evictions not in FAST_EVICTIONS:
             raise ConfigError(f"unknown fast_evictions {self.fast_evictions!r}; known: {', '.join(FAST_EVICTIONS)}")
+        if self.teacher_forced not in TEACHER_FORCED:
+            raise ConfigError(f"unknown teacher_forced {self.teacher_forced!r}; known: {', '.join(TEACHER_FORCED)}")
         if not 1 <= self.examples_per_task <= self.pool_per_task:
             raise ConfigError(
                 f"examples_per_task ({self.examples_per_task}) must be between 1 and pool_per_task "
