@@ -146,21 +146,18 @@ def test_fast_fitness_streaming_evictions_follow_the_members_own_streaming_run(t
         assert scores[i].item() == pytest.approx(expected, rel=1e-5)
 
 
-def test_reply_forcing_spans_the_answer_inside_the_reply(tiny_setup):
+def test_reply_forcing_stops_at_the_end_of_the_answer(tiny_setup):
     from namm_bench.evolution.fitness import reply_forcing
 
     tokenizer = tiny_setup[0].tokenizer
     for reply, answer in [("The pass key is 0123. Done", "0123"), ("What is the key? The sky is blue", "the sky is")]:
-        ids, first = reply_forcing(tokenizer, reply, answer)
-        text = tokenizer.decode(ids)
-        assert text.lower().endswith(answer.lower()), "forced up to the end of the answer, no further"
-        assert answer.lower() in tokenizer.decode(ids[first:]).lower()
-        assert answer.lower() not in tokenizer.decode(ids[first + 1 :]).lower(), "the span starts at the answer"
+        text = tokenizer.decode(reply_forcing(tokenizer, reply, answer))
+        assert text.lower().endswith(answer.lower()) and reply.startswith(text), "the reply up to the answer's end"
     assert reply_forcing(tokenizer, "no digits here", "0123") is None
 
 
 @pytest.mark.parametrize("evictions", ["end", "streaming"])
-def test_fast_fitness_reply_forcing_scores_the_answer_inside_the_full_cache_reply(tiny_setup, monkeypatch, evictions):
+def test_fast_fitness_reply_forcing_scores_the_full_cache_reply_up_to_the_answer(tiny_setup, monkeypatch, evictions):
     from types import SimpleNamespace
 
     from namm_bench.evolution.fitness import reply_forcing
@@ -173,14 +170,14 @@ def test_fast_fitness_reply_forcing_scores_the_answer_inside_the_full_cache_repl
     fitness = FastFitness(adapter, suite, config_from_dict({**config.to_dict(), **changes}))
     ema, full = fitness.prepare(ex)
 
-    forced, first = reply_forcing(adapter.tokenizer, reply, ex.answer)
+    forced = reply_forcing(adapter.tokenizer, reply, ex.answer)
     prompt = adapter.build_prompt(ex)
     ids = torch.cat([prompt.ids, torch.tensor([forced])], dim=1)
     with torch.inference_mode():
         logits = adapter.model(input_ids=ids).logits[0, prompt.ids.shape[1] - 1 : -1].float()
     logp = torch.log_softmax(logits, dim=-1).gather(-1, torch.tensor(forced)[:, None]).squeeze(-1)
-    assert full == pytest.approx(logp[first:].mean().exp().item(), rel=1e-4)
-    assert logp[first:].mean().exp().item() != pytest.approx(logp.mean().exp().item(), rel=1e-4)
+    assert len(forced) > len(adapter.tokenizer.encode(ex.answer)), "the preamble is forced too"
+    assert full == pytest.approx(logp.mean().exp().item(), rel=1e-4)
 
     zero = torch.zeros(1, config.namm.num_params)
     scores, fractions = fitness.members(ex, zero, RunningStats.pooled([ema]))

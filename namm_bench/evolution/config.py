@@ -58,9 +58,9 @@ class EvolutionConfig:
     teacher_forced
         What ``fast`` teacher-forces after the prompt and scores: ``answer``, the gold answer
         alone; or ``reply``, the full cache's own greedy reply up to the end of the gold answer in
-        it, scoring only the answer's tokens (the model answers in its own words first, "The pass
-        key is ...", so the bare answer right after the prompt is not what greedy decoding is
-        asked to produce). Examples whose full-cache reply lacks the answer fall back to ``answer``.
+        it, every token scored (the model answers in its own words first, "The pass key is ...",
+        and a policy that derails those words fails as surely as one that loses the answer).
+        Examples whose full-cache reply lacks the answer fall back to ``answer``.
     sparsity_target, sparsity_weight
         Fitness minus ``sparsity_weight * max(0, cache_fraction - sparsity_target)``. The paper's
         released runs use no such term (its ``SparsityAuxiliaryLoss`` is off); without one nothing

@@ -5,8 +5,8 @@ spectrogram needs attention probabilities), keeping its KV cache and the paramet
 NAMM's features (the EMA spectrogram). A member's BAM scores select, per layer, what stays; the
 kept entries are gathered per member, the members are stacked into one batch (padding masked), and
 the question plus the gold answer run teacher-forced on top. The score is the geometric mean
-probability of the gold answer tokens (with ``teacher_forced = "reply"``, of the gold answer's
-tokens inside the full cache's own greedy reply, forced up to them). One eviction at the end of the
+probability of the gold answer tokens (with ``teacher_forced = "reply"``, of the full cache's own
+greedy reply up to the end of the gold answer in it). One eviction at the end of the
 context (``fast_evictions = "end"``) or one at each ``interval`` call and at the end, from the
 full-cache spectrogram of that moment (``"interval"``), stands in for the streaming calls, so it is
 an approximation of ``paper``; the docs report how well the two rank members alike. Both keep the
@@ -77,12 +77,10 @@ def stream_answer(
     prompt,
     answer: list[int],
     prefix: SharedPrefix | None = None,
-    scored_from: int = 0,
 ):
     """Run ``prompt`` under ``policy`` as ``adapter.generate`` does, then ``answer`` teacher-forced in one step.
 
-    Only ``answer[scored_from:]`` is scored. A NAMM ``policy`` may start from ``prefix``, the same
-    prompt's run up to its first policy call.
+    A NAMM ``policy`` may start from ``prefix``, the same prompt's run up to its first policy call.
     """
     from transformers import DynamicCache
 
@@ -109,24 +107,21 @@ def stream_answer(
         logits = [memory.prefill(lambda s, e: forward(s, e)[-1:], prompt.ids.shape[1])]
         if len(answer) > 1:  # answer[i] is predicted at answer[i - 1]: feed all but the last
             logits.append(memory.step(lambda s, e: forward(s, e, e - s), len(answer) - 1))
-    logits = torch.cat(logits).float()[scored_from:]
-    gold = torch.tensor(answer[scored_from:], device=device)
+    logits = torch.cat(logits).float()
+    gold = torch.tensor(answer, device=device)
     logprobs = F.log_softmax(logits, dim=-1).gather(-1, gold[:, None]).squeeze(-1).cpu()
     return StreamedAnswer(logprobs, bool((logits.argmax(-1) == gold).all()), memory.stats.prompt_fraction)
 
 
-def reply_forcing(tokenizer, reply: str, answer: str) -> tuple[list[int], int] | None:
-    """Token ids of ``reply`` up to the end of ``answer`` in it, and the index of the answer's first token.
+def reply_forcing(tokenizer, reply: str, answer: str) -> list[int] | None:
+    """Token ids of ``reply`` up to the end of ``answer`` in it.
 
     None when ``reply`` does not contain ``answer`` (case ignored, as the suites' metrics do).
     """
     start = reply.lower().find(answer.lower())
     if start < 0 or not answer:
         return None
-    end = start + len(answer)
-    encoded = tokenizer(reply[:end], add_special_tokens=False, return_offsets_mapping=True)
-    first = next(i for i, (_, stop) in enumerate(encoded["offset_mapping"]) if stop > start)
-    return list(encoded["input_ids"]), first
+    return tokenizer.encode(reply[: start + len(answer)], add_special_tokens=False)
 
 
 def member_checkpoint(params: torch.Tensor, stats: RunningStats, config: NammConfig) -> NammCheckpoint:
@@ -188,7 +183,6 @@ class Prefilled:
     prompt: object = None  # fast_evictions = "streaming": the whole prompt and the gold answer's ids
     answer: list[int] = field(default_factory=list)
     prefix: SharedPrefix | None = None  # and the run up to the members' first call, the same for all
-    scored_from: int = 0  # teacher_forced = "reply": ``answer`` is the reply, scored from this token on
 
     @property
     def length(self) -> int:
@@ -285,27 +279,25 @@ class FastFitness:
         answer = adapter.tokenizer.encode(example.answer, add_special_tokens=False)
         if not answer:
             raise ValueError(f"{example.example_id}: fast fitness needs a gold answer, and this example has none")
-        scored_from = 0
         if self.config.teacher_forced == "reply":
             reply = adapter.generate(example, FullCache(), self._streaming).text
-            answer, scored_from = reply_forcing(adapter.tokenizer, reply, example.answer) or (answer, 0)
+            answer = reply_forcing(adapter.tokenizer, reply, example.answer) or answer
         tail = torch.cat([prompt.ids[:, context:], torch.tensor([answer], device=adapter.device)], dim=1)
         ex = Prefilled(
             keys=[layer.keys for layer in cache.layers],
             values=[layer.values for layer in cache.layers],
             ema=recorder.ema(),
             tail=tail,
-            answer_from=tail.shape[1] - len(answer) + scored_from,
+            answer_from=tail.shape[1] - len(answer),
         )
         if self.config.fast_evictions == "interval":
             # A call at the very end of the context would not be one in the whole prompt's run.
             ex.calls = [(n, torch.cat(emas)) for n, emas in recorder.calls if n < context]
         if streaming:  # the members' own prefills replace the shared one, up to their first call
-            ex.keys, ex.values, ex.prompt, ex.answer, ex.scored_from = [], [], prompt, answer, scored_from
+            ex.keys, ex.values, ex.prompt, ex.answer = [], [], prompt, answer
             if recorder.prefix is not None and recorder.prefix.tokens_seen < context:
                 ex.prefix = recorder.prefix
-            full = stream_answer(adapter, FullCache(), self._streaming, prompt, answer, scored_from=scored_from)
-            ex.full_score = full.probability
+            ex.full_score = stream_answer(adapter, FullCache(), self._streaming, prompt, answer).probability
         else:
             ex.full_score = float(self._forward(ex, [[None] * len(ex.keys)])[0][0])
         return ex
@@ -321,7 +313,7 @@ class FastFitness:
         if self.config.fast_evictions == "streaming":
             policies = [NAMM(checkpoint=member_checkpoint(p, stats, self.config.namm)) for p in params]
             runs = [
-                stream_answer(self.adapter, policy, self._streaming, ex.prompt, ex.answer, ex.prefix, ex.scored_from)
+                stream_answer(self.adapter, policy, self._streaming, ex.prompt, ex.answer, ex.prefix)
                 for policy in policies
             ]
             return torch.tensor([r.probability for r in runs]), torch.tensor([r.cache_fraction for r in runs])
