@@ -180,7 +180,7 @@ class Prefilled:
     answer_from: int  # index in ``tail`` of the first gold answer token
     full_score: float = 0.0
     calls: list[tuple[int, torch.Tensor]] = field(default_factory=list)  # (tokens seen, EMA) at interval calls
-    prompt: object = None  # fast_evictions = "streaming": the whole prompt and the gold answer's ids
+    prompt: object = None  # fast_evictions = "streaming": the whole prompt and the forced ids (answer or reply)
     answer: list[int] = field(default_factory=list)
     prefix: SharedPrefix | None = None  # and the run up to the members' first call, the same for all
 
