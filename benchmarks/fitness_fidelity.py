@@ -61,7 +61,9 @@ def main() -> None:
             _, row["full"] = fitness.prepare(ex)  # the full cache; the streaming mode's, prepared last, is kept
             if mode == "streaming":  # what FastFitness.members runs, kept whole for its exact match
                 prefilled = fitness._prefilled[ex.example_id]
-                run = stream_answer(adapter, NAMM(checkpoint=member), streaming, prefilled.prompt, prefilled.answer)
+                run = stream_answer(
+                    adapter, NAMM(checkpoint=member), streaming, prefilled.prompt, prefilled.answer, prefilled.prefix
+                )
                 row[mode], row[f"{mode}_cache"], row["tf_exact"] = run.probability, run.cache_fraction, float(run.exact)
                 continue
             score, fraction = fitness.members(ex, ckpt.params[None].float(), ckpt.stats)
