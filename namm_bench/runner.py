@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 from dataclasses import dataclass, field
@@ -136,8 +137,10 @@ def run_suite(spec: RunSpec) -> Path:
         suite.check(tasks)
     plan = variants(spec)
     namm = load_namm(spec)
-    adapter = get_adapter(suite.adapter, spec.model, device=spec.device)
     store = ResultsStore(spec.out)
+    if namm is not None:
+        _refuse_other_namm(store.rows(), _make("namm", None, namm).describe(), spec.out)
+    adapter = get_adapter(suite.adapter, spec.model, device=spec.device)
     done = store.done_keys()
     max_prompt = adapter.max_prompt_tokens(ANSWER_RESERVE)
     examples = [
@@ -195,6 +198,20 @@ def resolve_match(budget: Budget | str | None, namm_fraction: float | None, what
     if namm_fraction is None:
         raise RuntimeError(f"{what}: no NAMM row to match (it should have run first)")
     return Budget(ratio=min(1.0, max(namm_fraction, 1e-6)))
+
+
+def _refuse_other_namm(rows: list[dict[str, Any]], current: dict[str, Any], out: Path) -> None:
+    """Rows are skipped by key, which does not name the checkpoint: NAMM rows of another one would be kept
+    as this one's (and their cache fractions set the ``match`` budgets)."""
+    current = json.loads(json.dumps(current))  # as a stored row holds it
+    for row in rows:
+        config = row.get("policy_config")
+        if row["policy"] == "namm" and isinstance(config, dict) and config != current:
+            theirs = config.get("provenance") or {}
+            raise ValueError(
+                f"{out}/results.jsonl holds NAMM rows of another checkpoint (tasks {theirs.get('tasks')}, "
+                f"{theirs.get('generations')} generations): choose another --out, or remove its namm and match rows"
+            )
 
 
 def _make(name: str, budget: Budget | None, namm: NammCheckpoint | None) -> MemoryPolicy:

@@ -115,6 +115,41 @@ def test_corrupt_results_file_is_refused_and_left_alone(tiny_model_dir, tmp_path
     assert (out / "results.jsonl").read_text() == content
 
 
+def test_results_of_another_namm_checkpoint_are_refused_and_left_alone(tiny_model_dir, tmp_path, capsys):
+    # skipping by row key would keep the other checkpoint's NAMM rows and match budgets as this one's
+    from namm_bench.runner import SHIPPED_NAMM
+
+    out = tmp_path / "other-namm"
+    out.mkdir()
+    row = {
+        "suite": "synthetic",
+        "task": "passkey_1k",
+        "example_id": "passkey_1k-0000",
+        "model": "tiny",
+        "policy": "namm",
+        "budget": "none",
+        "protocol": "streaming",
+        "score": 1.0,
+        "cache_fraction": 0.3,
+        "policy_config": {"name": "namm", "provenance": {"tasks": ["kv_1k"], "generations": 3}, "stats_count": 7},
+    }
+    content = json.dumps(row) + "\n"
+    (out / "results.jsonl").write_text(content)
+    args = ["run", "synthetic", "--model", str(tiny_model_dir), "--tasks", "passkey_1k", "--limit", "1"]
+    args += ["--policies", "namm", "--namm-checkpoint", str(SHIPPED_NAMM), "--out", str(out)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "NAMM rows of another checkpoint" in err and "['kv_1k'], 3 generations" in err
+    assert (out / "results.jsonl").read_text() == content
+    # rows of the same checkpoint, as stored, are accepted (and then skipped)
+    from namm_bench.namm.checkpoint import load_checkpoint
+    from namm_bench.policies import make_policy
+    from namm_bench.runner import _refuse_other_namm
+
+    same = make_policy("namm", checkpoint=load_checkpoint(SHIPPED_NAMM)).describe()
+    _refuse_other_namm([{**row, "policy_config": json.loads(json.dumps(same))}], same, out)
+
+
 def test_prompt_longer_than_the_context_is_middle_truncated_and_recorded(tiny_model_dir):
     from namm_bench.adapters import get_adapter
     from namm_bench.controller import ControllerConfig
