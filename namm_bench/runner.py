@@ -139,7 +139,7 @@ def run_suite(spec: RunSpec) -> Path:
     namm = load_namm(spec)
     store = ResultsStore(spec.out)
     if namm is not None:
-        _refuse_other_namm(store.rows(), _make("namm", None, namm).describe(), spec.out)
+        refuse_other_namm(store.rows(), _make("namm", None, namm).describe(), spec.out)
     adapter = get_adapter(suite.adapter, spec.model, device=spec.device)
     done = store.done_keys()
     max_prompt = adapter.max_prompt_tokens(ANSWER_RESERVE)
@@ -200,7 +200,7 @@ def resolve_match(budget: Budget | str | None, namm_fraction: float | None, what
     return Budget(ratio=min(1.0, max(namm_fraction, 1e-6)))
 
 
-def _refuse_other_namm(rows: list[dict[str, Any]], current: dict[str, Any], out: Path) -> None:
+def refuse_other_namm(rows: list[dict[str, Any]], current: dict[str, Any], out: Path) -> None:
     """Rows are skipped by key, which does not name the checkpoint: NAMM rows of another one would be kept
     as this one's (and their cache fractions set the ``match`` budgets)."""
     current = json.loads(json.dumps(current))  # as a stored row holds it

@@ -86,7 +86,7 @@ def run(spec) -> Path:
     from namm_bench.adapters.decision_transformer import make_env, rollout
     from namm_bench.budget import Budget
     from namm_bench.results import ResultsStore, row_key
-    from namm_bench.runner import _make, code_version, load_namm, resolve_match, variants
+    from namm_bench.runner import _make, code_version, load_namm, refuse_other_namm, resolve_match, variants
 
     suite = RlSuite(spec.model)
     agents = suite.agent_dirs()
@@ -99,6 +99,8 @@ def run(spec) -> Path:
     plan = [("window", None)] * ("full" in spec.policies) + [("cached", v) for v in cached]
     namm = load_namm(spec)
     store = ResultsStore(spec.out)
+    if namm is not None:
+        refuse_other_namm(store.rows(), _make("namm", None, namm).describe(), spec.out)
     done = store.done_keys()
     namm_fraction = {
         (r["task"], r["example_id"]): r["cache_fraction"]

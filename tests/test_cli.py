@@ -144,10 +144,10 @@ def test_results_of_another_namm_checkpoint_are_refused_and_left_alone(tiny_mode
     # rows of the same checkpoint, as stored, are accepted (and then skipped)
     from namm_bench.namm.checkpoint import load_checkpoint
     from namm_bench.policies import make_policy
-    from namm_bench.runner import _refuse_other_namm
+    from namm_bench.runner import refuse_other_namm
 
     same = make_policy("namm", checkpoint=load_checkpoint(SHIPPED_NAMM)).describe()
-    _refuse_other_namm([{**row, "policy_config": json.loads(json.dumps(same))}], same, out)
+    refuse_other_namm([{**row, "policy_config": json.loads(json.dumps(same))}], same, out)
 
 
 def test_prompt_longer_than_the_context_is_middle_truncated_and_recorded(tiny_model_dir):

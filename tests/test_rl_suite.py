@@ -41,6 +41,14 @@ def test_episodes_under_each_regime_and_policy_then_a_rerun_adds_nothing(tmp_pat
     size = (out / "results.jsonl").stat().st_size
     assert run_rl(tiny_dt, out, *policies) == 0
     assert (out / "results.jsonl").stat().st_size == size
+    # NAMM rows of another checkpoint are refused, not taken for this one's
+    other = [
+        {**r, "policy_config": {**r["policy_config"], "stats_count": -1}} if r["policy"] == "namm" else r for r in rows
+    ]
+    (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in other))
+    assert run_rl(tiny_dt, out, *policies) == 2
+    assert len((out / "results.jsonl").read_text().splitlines()) == len(rows)
+    (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert main(["report", str(out)]) == 0
     md = (out / "report.md").read_text()
     assert "rl (cached)" in md and "rl (window)" in md
