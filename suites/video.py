@@ -200,7 +200,7 @@ def run(spec) -> Path:
     from namm_bench.adapters.llava_next_video import VideoError
     from namm_bench.budget import Budget
     from namm_bench.results import ResultsStore, row_key
-    from namm_bench.runner import _base_row, _make, load_namm, resolve_match, variants
+    from namm_bench.runner import _base_row, _make, load_namm, refuse_other_namm, resolve_match, variants
 
     suite = VideoSuite(spec.data_dir)
     tasks = spec.tasks or suite.default_tasks()
@@ -215,8 +215,10 @@ def run(spec) -> Path:
     if spec.frames is not None and spec.fps is not None:
         raise ValueError("give --frames or --fps, not both")
     sampling = {"fps": spec.fps} if spec.fps is not None else {"num_frames": spec.frames or 32}
-    adapter = get_adapter(suite.adapter, spec.model, device=spec.device, **sampling)
     store = ResultsStore(spec.out)
+    if namm is not None:
+        refuse_other_namm(store.rows(), _make("namm", None, namm).describe(), spec.out)
+    adapter = get_adapter(suite.adapter, spec.model, device=spec.device, **sampling)
     done = store.done_keys()
     namm_fraction = {
         (r["task"], r["example_id"]): r["cache_fraction"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -206,6 +207,13 @@ def test_a_corrupt_video_becomes_an_error_row_and_the_run_goes_on(tiny_video_dir
     md, _ = write_report(spec.out)
     assert (spec.out / "report-video-frames.png").stat().st_size > 1000
     assert "report-video-frames.png" in md.read_text() and "errors" in md.read_text()
+    # NAMM rows of another checkpoint are refused, not taken for the shipped NAMM's
+    other = spec.out.parent / "other-namm"
+    other.mkdir()
+    stale = {**rows[0], "policy": "namm", "policy_config": {"name": "namm", "provenance": {}, "stats_count": -1}}
+    (other / "results.jsonl").write_text(json.dumps(stale) + "\n")
+    with pytest.raises(ValueError, match="NAMM rows of another checkpoint"):
+        run_suite(dataclasses.replace(spec, out=other, policies=["namm"], budgets=[]))
 
 
 def test_benchmark_files_with_a_missing_field_are_one_clear_error(tmp_path):
