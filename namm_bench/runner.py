@@ -138,8 +138,7 @@ def run_suite(spec: RunSpec) -> Path:
     plan = variants(spec)
     namm = load_namm(spec)
     store = ResultsStore(spec.out)
-    if namm is not None:
-        refuse_other_namm(store.rows(), _make("namm", None, namm).describe(), spec.out)
+    refuse_other_namm(store, namm)
     adapter = get_adapter(suite.adapter, spec.model, device=spec.device)
     done = store.done_keys()
     max_prompt = adapter.max_prompt_tokens(ANSWER_RESERVE)
@@ -200,16 +199,20 @@ def resolve_match(budget: Budget | str | None, namm_fraction: float | None, what
     return Budget(ratio=min(1.0, max(namm_fraction, 1e-6)))
 
 
-def refuse_other_namm(rows: list[dict[str, Any]], current: dict[str, Any], out: Path) -> None:
-    """Rows are skipped by key, which does not name the checkpoint: NAMM rows of another one would be kept
+def refuse_other_namm(store: ResultsStore, namm: NammCheckpoint | None) -> None:
+    """Refuse ``store`` if it holds NAMM rows of a checkpoint other than ``namm`` (no-op without one).
+
+    Rows are skipped by key, which does not name the checkpoint: NAMM rows of another one would be kept
     as this one's (and their cache fractions set the ``match`` budgets)."""
-    current = json.loads(json.dumps(current))  # as a stored row holds it
-    for row in rows:
+    if namm is None:
+        return
+    current = json.loads(json.dumps(_make("namm", None, namm).describe()))  # as a stored row holds it
+    for row in store.rows():
         config = row.get("policy_config")
         if row["policy"] == "namm" and isinstance(config, dict) and config != current:
             theirs = config.get("provenance") or {}
             raise ValueError(
-                f"{out}/results.jsonl holds NAMM rows of another checkpoint (tasks {theirs.get('tasks')}, "
+                f"{store.path} holds NAMM rows of another checkpoint (tasks {theirs.get('tasks')}, "
                 f"{theirs.get('generations')} generations): choose another --out, or remove its namm and match rows"
             )
 

@@ -99,8 +99,7 @@ def run(spec) -> Path:
     plan = [("window", None)] * ("full" in spec.policies) + [("cached", v) for v in cached]
     namm = load_namm(spec)
     store = ResultsStore(spec.out)
-    if namm is not None:
-        refuse_other_namm(store.rows(), _make("namm", None, namm).describe(), spec.out)
+    refuse_other_namm(store, namm)
     done = store.done_keys()
     namm_fraction = {
         (r["task"], r["example_id"]): r["cache_fraction"]

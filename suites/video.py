@@ -216,8 +216,7 @@ def run(spec) -> Path:
         raise ValueError("give --frames or --fps, not both")
     sampling = {"fps": spec.fps} if spec.fps is not None else {"num_frames": spec.frames or 32}
     store = ResultsStore(spec.out)
-    if namm is not None:
-        refuse_other_namm(store.rows(), _make("namm", None, namm).describe(), spec.out)
+    refuse_other_namm(store, namm)
     adapter = get_adapter(suite.adapter, spec.model, device=spec.device, **sampling)
     done = store.done_keys()
     namm_fraction = {

@@ -144,10 +144,13 @@ def test_results_of_another_namm_checkpoint_are_refused_and_left_alone(tiny_mode
     # rows of the same checkpoint, as stored, are accepted (and then skipped)
     from namm_bench.namm.checkpoint import load_checkpoint
     from namm_bench.policies import make_policy
+    from namm_bench.results import ResultsStore
     from namm_bench.runner import refuse_other_namm
 
-    same = make_policy("namm", checkpoint=load_checkpoint(SHIPPED_NAMM)).describe()
-    refuse_other_namm([{**row, "policy_config": json.loads(json.dumps(same))}], same, out)
+    shipped = load_checkpoint(SHIPPED_NAMM)
+    same = {**row, "policy_config": make_policy("namm", checkpoint=shipped).describe()}
+    (out / "results.jsonl").write_text(json.dumps(same) + "\n")
+    refuse_other_namm(ResultsStore(out), shipped)
 
 
 def test_prompt_longer_than_the_context_is_middle_truncated_and_recorded(tiny_model_dir):
