@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp = sub.add_parser("export", help="write a run's CMA-ES mean as a NAMM checkpoint (safetensors + JSON)")
     exp.add_argument("run_dir", type=Path)
     exp.add_argument("--to", type=Path, default=None, help="checkpoint directory (default RUN_DIR/namm)")
+    exp.add_argument("--force", action="store_true", help="replace a checkpoint already in the --to directory")
 
     data = sub.add_parser(
         "rl-datasets", help="generate offline RL datasets (minari format) from the SAC behaviour policies"
@@ -175,7 +176,7 @@ def _evolve(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from .evolution.trainer import export
 
-    path = export(args.run_dir, args.to)
+    path = export(args.run_dir, args.to, force=args.force)
     print(f"wrote {path / 'namm.safetensors'} and {path / 'namm.json'}")
     return 0
 

@@ -92,3 +92,21 @@ def test_missing_and_malformed_checkpoints(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match="has no namm.json"):
         load_checkpoint(tmp_path / "empty")
+    save_checkpoint(NammCheckpoint.zeros(), tmp_path / "typed")
+    meta = json.loads((tmp_path / "typed" / "namm.json").read_text())
+    meta["config"]["hidden_dim"] = "32"
+    (tmp_path / "typed" / "namm.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="hidden_dim must be an integer, got '32'"):
+        load_checkpoint(tmp_path / "typed")
+
+
+def test_a_parameter_file_from_another_write_is_refused(tmp_path):
+    """namm.json records the parameter file's sha256, so an export killed between its two files is caught."""
+    save_checkpoint(NammCheckpoint.zeros(), tmp_path / "a")
+    ones = NammCheckpoint.zeros()
+    ones.params += 1
+    save_checkpoint(ones, tmp_path / "b")
+    (tmp_path / "a" / "namm.safetensors").write_bytes((tmp_path / "b" / "namm.safetensors").read_bytes())
+    with pytest.raises(CheckpointError, match="does not match the params_sha256"):
+        load_checkpoint(tmp_path / "a")
+    assert torch.equal(load_checkpoint(tmp_path / "b").params, ones.params)

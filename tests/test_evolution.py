@@ -2,6 +2,7 @@
 
 import json
 import pickle
+import shutil
 import signal
 import time
 
@@ -12,7 +13,7 @@ from cli_process import cli as namm_bench
 from cli_process import start
 
 from namm_bench.evolution.cmaes import CMAES
-from namm_bench.evolution.config import config_from_dict
+from namm_bench.evolution.config import ConfigError, config_from_dict
 from namm_bench.evolution.fitness import FastFitness, PaperFitness
 from namm_bench.evolution.trainer import _fitness, load_state
 from namm_bench.namm.checkpoint import load_checkpoint
@@ -301,6 +302,12 @@ def test_log_plot_and_export(reference_run, tmp_path):
     assert ckpt.stats.count == state["stats"]["count"] > 0 and ckpt.stats_frozen
     assert ckpt.provenance["generations"] == 4 and ckpt.provenance["tasks"] == ["passkey_1k", "needle_1k"]
     assert ckpt.provenance["seed"] == 3 and ckpt.config.hidden_dim == 4
+    assert ckpt.provenance["model_sha256"] == load_state(reference)["model_sha256"] is not None
+    saved = (tmp_path / "ckpt" / "namm.json").read_bytes()
+    proc = namm_bench("export", str(reference), "--to", str(tmp_path / "ckpt"), check=False)
+    assert proc.returncode == 2 and "already holds a NAMM checkpoint" in proc.stderr
+    assert (tmp_path / "ckpt" / "namm.json").read_bytes() == saved
+    namm_bench("export", str(reference), "--to", str(tmp_path / "ckpt"), "--force")
 
 
 def test_init_starts_from_a_checkpoint_with_its_statistics(reference_run, tiny_model_dir, tmp_path):
@@ -326,6 +333,13 @@ def test_init_starts_from_a_checkpoint_with_its_statistics(reference_run, tiny_m
         ({"fitness": "slow"}, "unknown fitness mode 'slow'"),
         ({"teacher_forced": "gold"}, "unknown teacher_forced 'gold'"),
         ({"init": "no/such/namm"}, "init: NAMM checkpoint no/such/namm does not exist"),
+        ({"population": "32"}, "population must be an integer, got '32'"),
+        ({"population": 4.5}, "population must be an integer, got 4.5"),
+        ({"sigma0": "x"}, "sigma0 must be a finite number, got 'x'"),
+        ({"seed": -1}, "seed must be between 0 and 2**32 - 2, got -1"),
+        ({"chunk_size": 0}, "chunk_size and interval must be positive"),
+        ({"sparsity_weight": -1.0}, "sparsity_weight must be at least 0"),
+        ({"tasks": ["passkey_1k", "passkey_1k"]}, "stage 1 names a task twice"),
     ],
 )
 def test_bad_config_is_one_clear_error_and_writes_nothing(tiny_model_dir, tmp_path, overrides, message):
@@ -334,6 +348,52 @@ def test_bad_config_is_one_clear_error_and_writes_nothing(tiny_model_dir, tmp_pa
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("namm-bench: error:") and message in proc.stderr
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"namm": {"hidden_dim": 0}}, "[namm]: NAMM recency_max_freq and hidden_dim must be positive"),
+        ({"namm": {"hidden_dim": "4"}}, "[namm]: hidden_dim must be an integer, got '4'"),
+        ({"namm": {"recency_dims": 3}}, "recency_dims must be even"),
+        ({"stages": [{"tasks": ["passkey_1k"], "generations": 1.5}]}, "stage 1: generations must be an integer"),
+        ({"stages": [{"tasks": "passkey_1k", "generations": 1}]}, "tasks must be a list of task names"),
+        ({"model": 5}, "model must be a string, got 5"),
+    ],
+)
+def test_config_types_and_namm_sizes_are_checked_by_key(raw, message):
+    with pytest.raises(ConfigError) as err:
+        config_from_dict({"stages": [{"tasks": ["passkey_1k"], "generations": 1}], **raw}, "tiny.toml")
+    assert str(err.value).startswith("tiny.toml") and message in str(err.value)
+
+
+def test_a_new_run_refuses_a_directory_that_holds_other_files(reference_run, tmp_path):
+    config, _ = reference_run
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "log.jsonl").write_text('{"mine": 1}\n')
+    proc = namm_bench("evolve", str(config), "--out", str(tmp_path / "mine"), check=False)
+    assert proc.returncode == 2 and "is not empty" in proc.stderr
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["log.jsonl"]
+    assert (tmp_path / "mine" / "log.jsonl").read_text() == '{"mine": 1}\n'
+
+
+def test_resume_refuses_other_model_weights_at_the_same_path(reference_run, tiny_model_dir, tmp_path):
+    """The config names the model by path only; the run remembers the files' sha256."""
+    from safetensors.torch import load_file, save_file
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    config = write_config(tmp_path / "run.toml", model)
+    namm_bench("evolve", str(config), "--out", str(tmp_path / "run"), "--stop-after", "1")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
+    weights = next(model.glob("*.safetensors"))
+    tensors = load_file(weights)
+    name = next(iter(tensors))
+    tensors[name] = tensors[name] + 0.01
+    save_file(tensors, weights, metadata={"format": "pt"})
+    proc = namm_bench("evolve", str(config), "--out", str(tmp_path / "run"), "--resume", check=False)
+    assert proc.returncode == 2 and "the model's files differ" in proc.stderr, proc.stderr
+    assert before == {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
 
 
 def test_resume_refuses_a_changed_config_a_corrupt_state_and_a_rerun(reference_run, tmp_path):
@@ -356,3 +416,21 @@ def test_resume_refuses_a_changed_config_a_corrupt_state_and_a_rerun(reference_r
         proc = namm_bench(*args, check=False)
         assert proc.returncode == 2 and "state.pkl is corrupt" in proc.stderr, proc.stderr
     assert (corrupt / "state.pkl").read_bytes() == torn and not (corrupt / "namm").exists()
+
+    # A state that unpickles but does not hold a run: one message too.
+    state = pickle.loads(before["state.pkl"])
+    for broken in ({**state, "cma": {}}, {**state, "generation": 99}):
+        (corrupt / "state.pkl").write_bytes(pickle.dumps(broken))
+        for args in (["evolve", str(config), "--out", str(corrupt), "--resume"], ["export", str(corrupt)]):
+            proc = namm_bench(*args, check=False)
+            assert proc.returncode == 2 and "state.pkl is corrupt" in proc.stderr, proc.stderr
+
+    # The state lost, the log kept: resuming would restart from generation 0 over the log.
+    lost = tmp_path / "lost"
+    lost.mkdir()
+    for name, data in before.items():
+        if name != "state.pkl":
+            (lost / name).write_bytes(data)
+    proc = namm_bench("evolve", str(config), "--out", str(lost), "--resume", check=False)
+    assert proc.returncode == 2 and "no state.pkl" in proc.stderr
+    assert (lost / "log.jsonl").read_bytes() == before["log.jsonl"]

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..namm.scorer import NammConfig
+from ..typed import check_field_types
 
 FITNESS_MODES = ("fast", "paper")
 FAST_EVICTIONS = ("end", "interval", "streaming")
@@ -133,6 +134,16 @@ class EvolutionConfig:
             )
         if self.member_batch < 1:
             raise ConfigError(f"member_batch must be positive, got {self.member_batch}")
+        for name in ("seed", "pool_seed"):  # CMA-ES seeds NumPy with seed + 1
+            if not 0 <= getattr(self, name) < 2**32 - 1:
+                raise ConfigError(f"{name} must be between 0 and 2**32 - 2, got {getattr(self, name)}")
+        if self.chunk_size < 1 or self.interval < 1:
+            raise ConfigError(f"chunk_size and interval must be positive, got {self.chunk_size} and {self.interval}")
+        if self.sparsity_weight < 0 or not 0 <= self.sparsity_target <= 1:
+            raise ConfigError(
+                f"sparsity_weight must be at least 0 and sparsity_target in [0, 1], "
+                f"got {self.sparsity_weight} and {self.sparsity_target}"
+            )
         if self.init:
             from ..namm.checkpoint import CheckpointError, load_checkpoint
 
@@ -149,21 +160,38 @@ class EvolutionConfig:
                 raise ConfigError(f"stage {i + 1}: generations must be positive, got {stage.generations}")
             if not stage.tasks:
                 raise ConfigError(f"stage {i + 1} has no tasks")
+            if len(set(stage.tasks)) < len(stage.tasks):
+                raise ConfigError(f"stage {i + 1} names a task twice: {', '.join(stage.tasks)}")
             unknown = [t for t in stage.tasks if t not in known_tasks]
             if unknown:
                 raise ConfigError(f"stage {i + 1}: unknown task(s) {', '.join(unknown)} for suite {self.suite!r}")
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "config") -> EvolutionConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a table of settings, got {type(raw).__name__}")
     raw = dict(raw)
     try:
-        stages = tuple(Stage(tuple(s["tasks"]), int(s["generations"])) for s in raw.pop("stages", []))
-        namm = NammConfig(**raw.pop("namm", {}))
+        stages = []
+        for i, s in enumerate(raw.pop("stages", [])):
+            if not isinstance(s, dict):
+                raise TypeError(f"{source}: stage {i + 1} must be a [[stages]] table, got {s!r}")
+            check_field_types(Stage, s, f"{source}: stage {i + 1}")
+            tasks = s["tasks"]
+            if not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks):
+                raise TypeError(f"{source}: stage {i + 1}: tasks must be a list of task names, got {tasks!r}")
+            stages.append(Stage(tuple(tasks), s["generations"]))
+        namm_raw = raw.pop("namm", {})
+        if not isinstance(namm_raw, dict):
+            raise TypeError(f"{source}: [namm] must be a table, got {namm_raw!r}")
+        namm = NammConfig.from_dict(namm_raw, f"{source}: [namm]")
         if raw.get("model") == "":
             raw["model"] = None
-        return EvolutionConfig(stages=stages, namm=namm, **raw)
-    except (TypeError, KeyError) as err:
-        raise ConfigError(f"{source}: {err}") from err
+        check_field_types(EvolutionConfig, raw, source)
+        return EvolutionConfig(stages=tuple(stages), namm=namm, **raw)
+    except (TypeError, KeyError, ValueError) as err:
+        message = str(err) if str(err).startswith(source) else f"{source}: {err}"
+        raise ConfigError(message) from err
 
 
 def load_config(path: str | Path) -> EvolutionConfig:

@@ -17,6 +17,7 @@ NumPy generator, statistics, log; replaced atomically every generation), ``log.j
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -82,20 +83,28 @@ def evolve(
     end = min(stop_after or config.total_generations, config.total_generations)
     out = Path(out)
     state = _open_run(out, config, resume)  # everything a user can get wrong is checked before writing
+    model_sha256 = model_fingerprint(config.model)
+    if state is not None and state.setdefault("model_sha256", model_sha256) != model_sha256:
+        raise EvolutionError(
+            f"--resume: the model's files differ from those {out} was started with "
+            f"(sha256 {model_sha256} against {state['model_sha256']})"
+        )
     world = init_world(device)
     try:
         adapter = get_adapter(suite.adapter, config.model, device=device)
         fitness = FITNESS[config.fitness](adapter, suite, config)
         pools = example_pools(config, suite, adapter)
-        if world.is_main and state is None:
-            out.mkdir(parents=True, exist_ok=True)
-            write_atomic(out / CONFIG_FILE, json.dumps(config.to_dict(), indent=2))
         if state is None:
-            cma, state = _fresh_start(config)
+            cma, state = _fresh_start(config, model_sha256)
+            if world.is_main:
+                out.mkdir(parents=True, exist_ok=True)
+                write_atomic(out / CONFIG_FILE, json.dumps(config.to_dict(), indent=2))
         else:
             cma = CMAES.from_state(state["cma"])
             if world.is_main:  # a kill between the state and the logs left the logs a row short
                 _write_logs(out, state["log"])
+                for tmp in out.glob(".*.tmp"):  # temp files of writes a kill interrupted
+                    tmp.unlink(missing_ok=True)
         bar = tqdm(
             total=config.total_generations,
             initial=state["generation"],
@@ -164,7 +173,7 @@ def _generation(state, cma: CMAES, config: EvolutionConfig, fitness, pools, worl
     }
 
 
-def _fresh_start(config: EvolutionConfig) -> tuple[CMAES, dict[str, Any]]:
+def _fresh_start(config: EvolutionConfig, model_sha256: str | None) -> tuple[CMAES, dict[str, Any]]:
     """CMA-ES at the zero NAMM with statistics still to pool, or at ``config.init`` with its statistics."""
     x0, stats = None, None
     if config.init:
@@ -172,7 +181,7 @@ def _fresh_start(config: EvolutionConfig) -> tuple[CMAES, dict[str, Any]]:
         x0 = start.params.double().numpy()
         stats = {"mean": start.stats.mean, "var": start.stats.var, "count": start.stats.count}
     cma = CMAES(config.namm.num_params, config.population, config.sigma0, config.elite_ratio, config.seed, x0)
-    return cma, {"generation": 0, "stats": stats, "log": []}
+    return cma, {"generation": 0, "stats": stats, "log": [], "model_sha256": model_sha256}
 
 
 def sample_examples(config: EvolutionConfig, pools: dict[str, list], generation: int) -> list:
@@ -250,21 +259,74 @@ def example_pools(config: EvolutionConfig, suite, adapter) -> dict[str, list]:
 # ----------------------------------------------------------------------------- run directory
 def _open_run(out: Path, config: EvolutionConfig, resume: bool) -> dict[str, Any] | None:
     """The saved state to resume from, or None for a fresh run; refuses what would overwrite a run."""
-    state_path = out / STATE_FILE
+    if out.exists() and not out.is_dir():
+        raise EvolutionError(f"--out {out} is a file, not a run directory")
     if not resume:
-        if state_path.exists() or (out / CONFIG_FILE).exists():
+        if (out / STATE_FILE).exists() or (out / CONFIG_FILE).exists():
             raise EvolutionError(f"{out} already holds an evolution run: pass --resume, or choose another --out")
+        if out.exists() and any(out.iterdir()):
+            raise EvolutionError(f"{out} is not empty: a new run needs a new or empty --out")
         return None
     if not (out / CONFIG_FILE).is_file():
-        raise EvolutionError(f"--resume: {out} holds no evolution run ({CONFIG_FILE} missing)")
-    # Read back through the loader, so options added since the run started compare at their defaults.
-    stored = config_from_dict(json.loads((out / CONFIG_FILE).read_text()), str(out / CONFIG_FILE)).to_dict()
+        raise EvolutionError(
+            f"--resume: {out} holds no evolution run ({CONFIG_FILE} missing); start it without --resume"
+        )
+    stored = read_run_config(out).to_dict()
     if stored != config.to_dict():
         changed = sorted(k for k in set(stored) | set(config.to_dict()) if stored.get(k) != config.to_dict().get(k))
         raise EvolutionError(f"--resume: the config differs from the one {out} was started with ({', '.join(changed)})")
-    if not state_path.exists():
+    if not (out / STATE_FILE).exists():
+        logged = out / "log.jsonl"
+        if logged.is_file() and logged.stat().st_size:
+            raise EvolutionError(
+                f"--resume: {out} has generations in log.jsonl but no {STATE_FILE}; "
+                "it cannot continue them (restore the state, or start a new run elsewhere)"
+            )
         return None  # killed before the first generation finished
-    return load_state(out)
+    state = load_state(out)
+    if state["generation"] > config.total_generations:
+        raise EvolutionError(
+            f"{out / STATE_FILE} holds {state['generation']} generations, more than the config's "
+            f"{config.total_generations}"
+        )
+    return state
+
+
+MODEL_FILES = ("config.json", "*.safetensors", "*.bin", "*.pt", "*.gguf")
+
+
+def model_fingerprint(model: str | None) -> str | None:
+    """sha256 over a local model's config and weight files; None for a hub id.
+
+    The run's config holds only the model's path, and a resumed run must load the same weights to
+    continue the same trajectory (a relative path or replaced files would change them silently).
+    """
+    from namm_bench.adapters.llama import EMBEDDED, embedded_model_dir
+
+    if model in (None, EMBEDDED):
+        directory = embedded_model_dir()
+    elif Path(model).is_dir():
+        directory = Path(model)
+    else:
+        return None
+    files = sorted({p for pattern in MODEL_FILES for p in directory.rglob(pattern) if p.is_file()})
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.relative_to(directory).as_posix().encode())
+        with open(path, "rb") as f:
+            digest.update(hashlib.file_digest(f, "sha256").digest())
+    return digest.hexdigest()
+
+
+def read_run_config(out: str | Path) -> EvolutionConfig:
+    """The config a run was started with (its ``config.json``), read through the loader so options
+    added since then compare at their defaults."""
+    path = Path(out) / CONFIG_FILE
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise EvolutionError(f"{path} cannot be read: {err}") from err
+    return config_from_dict(raw, str(path))
 
 
 def load_state(out: str | Path) -> dict[str, Any]:
@@ -276,8 +338,11 @@ def load_state(out: str | Path) -> dict[str, Any]:
             state = pickle.load(f)
         if state.get("format") != STATE_FORMAT:
             raise EvolutionError(f"{path}: not a namm-bench evolution state")
-        for key in ("generation", "cma", "stats", "log"):
-            state[key]  # noqa: B018 - presence check
+        generation, rows = state["generation"], state["log"]
+        if not isinstance(generation, int) or generation < 0 or generation != len(rows):
+            raise ValueError(f"generation {generation!r} with {len(rows)} log rows")
+        CMAES.from_state(state["cma"])
+        state["stats"]  # noqa: B018 - presence check
     except EvolutionError:
         raise
     except Exception as err:  # truncated or foreign file: one message naming it
@@ -321,7 +386,7 @@ def plot_fitness(rows: list[dict[str, Any]], path: Path) -> None:
     write_figure(fig, path)
 
 
-def export(run_dir: str | Path, to: str | Path | None = None) -> Path:
+def export(run_dir: str | Path, to: str | Path | None = None, force: bool = False) -> Path:
     """Write the run's CMA-ES mean as a namm-bench checkpoint (safetensors + JSON) with provenance.
 
     The exported mean is CMA-ES's latest (updated after the last generation); the fitness in the
@@ -334,7 +399,15 @@ def export(run_dir: str | Path, to: str | Path | None = None) -> Path:
 
     run_dir = Path(run_dir)
     state = load_state(run_dir)
-    config = config_from_dict(json.loads((run_dir / CONFIG_FILE).read_text()), str(run_dir / CONFIG_FILE))
+    config = read_run_config(run_dir)
+    if not state["log"]:
+        raise EvolutionError(f"{run_dir}: no generation has finished, there is nothing to export")
+    target = Path(to) if to else run_dir / "namm"
+    existing = [p.name for p in (target / "namm.json", target / "namm.safetensors") if p.exists()]
+    if existing and not force:
+        raise EvolutionError(
+            f"{target} already holds a NAMM checkpoint ({', '.join(existing)}): pass --force to replace it"
+        )
     cma = CMAES.from_state(state["cma"])
     last = state["log"][-1]
     provenance = {
@@ -347,6 +420,7 @@ def export(run_dir: str | Path, to: str | Path | None = None) -> Path:
         "normalised_score": last["mean_solution_score"],
         "cache_fraction": last["mean_solution_cache_fraction"],
         "model": config.model or EMBEDDED,
+        "model_sha256": state.get("model_sha256"),
         "suite": config.suite,
         "init": config.init or None,
         "config": config.to_dict(),
@@ -359,4 +433,4 @@ def export(run_dir: str | Path, to: str | Path | None = None) -> Path:
         provenance=provenance,
         stats_frozen=True,
     )
-    return save_checkpoint(ckpt, Path(to) if to else run_dir / "namm")
+    return save_checkpoint(ckpt, target)

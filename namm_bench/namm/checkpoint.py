@@ -10,6 +10,7 @@ normalisation statistics (``namm-reference.md`` sections 5.4, 8.3); read with
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,12 +69,18 @@ class NammCheckpoint:
 
 
 def save_checkpoint(ckpt: NammCheckpoint, directory: str | Path) -> Path:
-    """Write ``namm.safetensors`` and ``namm.json`` into ``directory``, each atomically."""
+    """Write ``namm.safetensors`` and ``namm.json`` into ``directory``, each atomically.
+
+    ``namm.json`` holds the sha256 of the parameter file and is written second, so a write
+    interrupted between the two leaves a pair that ``load_checkpoint`` refuses.
+    """
     ckpt.validate(str(directory))
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    params = save({"params": ckpt.params.float().contiguous()})
     meta = {
         "format": FORMAT,
+        "params_sha256": hashlib.sha256(params).hexdigest(),
         "config": ckpt.config.to_dict(),
         "normalization": {
             "mean": ckpt.stats.mean.tolist(),
@@ -82,7 +89,7 @@ def save_checkpoint(ckpt: NammCheckpoint, directory: str | Path) -> Path:
         },
         "provenance": ckpt.provenance,
     }
-    write_atomic(directory / PARAMS_FILE, save({"params": ckpt.params.float().contiguous()}))
+    write_atomic(directory / PARAMS_FILE, params)
     write_atomic(directory / CONFIG_FILE, json.dumps(meta, indent=2))
     return directory
 
@@ -109,13 +116,19 @@ def _load_own(directory: Path) -> NammCheckpoint:
         meta = json.loads(meta_path.read_text())
         if meta.get("format") != FORMAT:
             raise CheckpointError(f"{meta_path}: format {meta.get('format')!r}, expected {FORMAT!r}")
-        config = NammConfig(**meta["config"])
+        config = NammConfig.from_dict(meta["config"], f"{meta_path} config")
         norm = meta["normalization"]
         stats = RunningStats(
             mean=torch.tensor(norm["mean"], dtype=torch.float32),
             var=torch.tensor(norm["var"], dtype=torch.float32),
             count=int(norm["count"]),
         )
+        expected = meta.get("params_sha256")  # absent in checkpoints written before it was added
+        if expected and hashlib.sha256(params_path.read_bytes()).hexdigest() != expected:
+            raise CheckpointError(
+                f"{params_path} does not match the params_sha256 in {meta_path} "
+                "(an interrupted write, or files from two checkpoints)"
+            )
         params = load_file(str(params_path))["params"]
     except CheckpointError:
         raise
@@ -130,7 +143,8 @@ def _load_evo_memory(path: Path) -> NammCheckpoint:
         state = blob["evolution_state"]
         params = torch.as_tensor(state["mean"]).detach().float().reshape(-1)
     except Exception as err:
-        raise CheckpointError(f"{path} is not an evo-memory checkpoint with evolution_state.mean: {err}") from err
+        first = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)  # torch.load explains at length
+        raise CheckpointError(f"{path} is not an evo-memory checkpoint with evolution_state.mean: {first}") from err
 
     def buffer(name: str) -> torch.Tensor | None:
         t = state.get(_EVO_BUFFERS + name)

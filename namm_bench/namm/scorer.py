@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
+from ..typed import check_field_types
 from .features import N_BINS
 
 
@@ -23,6 +24,26 @@ class NammConfig:
     recency_dims: int = 8
     recency_max_freq: float = 50000.0
     hidden_dim: int = 32
+
+    def __post_init__(self) -> None:
+        if not 0 < self.ema_coeff < 1:
+            raise ValueError(f"NAMM ema_coeff must be in (0, 1), got {self.ema_coeff}")
+        if self.recency_dims < 0 or self.recency_dims % 2:
+            raise ValueError(f"NAMM recency_dims must be even and not negative, got {self.recency_dims}")
+        if self.recency_max_freq <= 0 or self.hidden_dim < 1:
+            raise ValueError(
+                "NAMM recency_max_freq and hidden_dim must be positive, "
+                f"got {self.recency_max_freq} and {self.hidden_dim}"
+            )
+
+    @classmethod
+    def from_dict(cls, raw: dict, source: str) -> NammConfig:
+        """A config read from a file: wrong types and values raise ``TypeError``/``ValueError`` naming ``source``."""
+        check_field_types(cls, raw, source)
+        try:
+            return cls(**raw)
+        except ValueError as err:
+            raise ValueError(f"{source}: {err}") from err
 
     @property
     def feature_dim(self) -> int:
