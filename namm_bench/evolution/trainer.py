@@ -31,6 +31,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..files import write_atomic, write_figure
+from ..namm.checkpoint import CONFIG_FILE as NAMM_CONFIG_FILE
+from ..namm.checkpoint import PARAMS_FILE as NAMM_PARAMS_FILE
 from ..namm.checkpoint import NammCheckpoint, load_checkpoint, save_checkpoint
 from ..namm.features import RunningStats
 from .cmaes import CMAES
@@ -403,7 +405,7 @@ def export(run_dir: str | Path, to: str | Path | None = None, force: bool = Fals
     if not state["log"]:
         raise EvolutionError(f"{run_dir}: no generation has finished, there is nothing to export")
     target = Path(to) if to else run_dir / "namm"
-    existing = [p.name for p in (target / "namm.json", target / "namm.safetensors") if p.exists()]
+    existing = [name for name in (NAMM_CONFIG_FILE, NAMM_PARAMS_FILE) if (target / name).exists()]
     if existing and not force:
         raise EvolutionError(
             f"{target} already holds a NAMM checkpoint ({', '.join(existing)}): pass --force to replace it"
