@@ -134,8 +134,8 @@ class LayerSpectrograms:
         state = self.states[layer]
         if state is None:
             state = self.states[layer] = SpectrogramState.empty(*attention.shape[:2], attention.device)
-            if self.spectrogram.basis.device != attention.device:
-                self.spectrogram = AttentionSpectrogram(self.ema_coeff, attention.device)
+        if self.spectrogram.basis.device != attention.device:  # states restored from a prefix skip the branch above
+            self.spectrogram = AttentionSpectrogram(self.ema_coeff, attention.device)
         state.grow(attention.shape[-1] - state.length)
         self.spectrogram.update(state, attention)
 
