@@ -162,7 +162,14 @@ def _device(name: str) -> str:
     if not torch.cuda.is_available():
         return "cpu"
     local_rank = os.environ.get("LOCAL_RANK")  # under torchrun, one GPU per rank
-    return f"cuda:{local_rank}" if local_rank is not None else "cuda"
+    if local_rank is None:
+        return "cuda"
+    if int(local_rank) >= torch.cuda.device_count():  # nccl cannot put two ranks on one GPU
+        raise ValueError(
+            f"rank {local_rank} has no GPU of its own ({torch.cuda.device_count()} visible): "
+            "use --nproc-per-node at most that, or --device cpu"
+        )
+    return f"cuda:{local_rank}"
 
 
 def _evolve(args: argparse.Namespace) -> int:

@@ -5,8 +5,10 @@ import subprocess
 import sys
 import tempfile
 
-# One thread everywhere, as torchrun sets it per rank, so every run does the same arithmetic.
+# One thread everywhere, as torchrun sets it per rank, and the CPU on GPU machines too, so every run
+# does the same arithmetic (tests/test_cuda.py holds the GPU checks).
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+ENV["CUDA_VISIBLE_DEVICES"] = ""
 # `python -m` puts the working directory first on sys.path; from the source tree that would shadow the
 # installed package with the bare namm_bench/ folder, which lacks the package-dir mapped adapters/ and suites/.
 RUN_DIR = tempfile.gettempdir()

@@ -104,6 +104,17 @@ def test_unknown_adapter():
         get_adapter("gpt9")
 
 
+def test_more_torchrun_ranks_than_gpus_is_one_clear_error(monkeypatch, tmp_path, capsys):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert main(["evolve", "any.toml", "--out", str(tmp_path / "run")]) == 2
+    assert "rank 1 has no GPU of its own (1 visible)" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_corrupt_results_file_is_refused_and_left_alone(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "corrupt"
     out.mkdir()
