@@ -24,10 +24,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from namm_bench.files import refuse_overwrite
 from namm_bench.suites.rl_datasets import ENVIRONMENTS
 from namm_bench.training_runs import RunFiles, check_run, rewind_log, save_state, start_run
 
-from .decision_transformer import AgentSpec
+from .decision_transformer import AGENT_FILE, AgentSpec
 
 TARGET_RETURNS = {"hopper": 3600.0, "walker2d": 5000.0}  # Chen et al.'s conditioning returns
 
@@ -168,7 +169,7 @@ def train(cfg: TrainConfig, episodes: list[dict[str, np.ndarray]], out: Path, re
             _save_state(files, model, opt, sched, rng, step, data)
         bar.update(1)
     bar.close()
-    return export_run(out)
+    return export_run(out, force=True)  # the run's own model/, rewritten as training goes
 
 
 def _save_state(files: RunFiles, model, opt, sched, rng: np.random.Generator, step: int, data: Trajectories) -> None:
@@ -186,11 +187,11 @@ def _save_state(files: RunFiles, model, opt, sched, rng: np.random.Generator, st
     save_state(files, state)
 
 
-def export_run(run: Path, directory: Path | None = None) -> Path:
+def export_run(run: Path, directory: Path | None = None, force: bool = False) -> Path:
     """Write the run's latest ``state.pt`` as a checkpoint the adapter loads (``save_pretrained`` + ``agent.json``).
 
     ``agent.json`` records the training config and ``trained_steps``: a run exported before its
-    last step says so.
+    last step says so. An agent already in ``directory`` is replaced only with ``force``.
     """
     run = Path(run)
     if not (run / "state.pt").is_file():
@@ -201,6 +202,7 @@ def export_run(run: Path, directory: Path | None = None) -> Path:
     model.load_state_dict(state["model"])
     model.eval()
     directory = Path(directory) if directory is not None else run / "model"
+    refuse_overwrite(directory, ("config.json", "model.safetensors", AGENT_FILE), "an agent", force)
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(directory)
     AgentSpec(

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from namm_bench.files import write_atomic
+from namm_bench.files import refuse_overwrite, write_atomic
 from namm_bench.suites.video_generated import KINDS, generate
 from namm_bench.training_runs import RunFiles, check_run, rewind_log, save_state, start_run
 
@@ -170,7 +170,7 @@ def train(cfg: VideoTrainConfig, out: Path, resume: bool = False, build=build_em
             _save_state(files, model, opt, rng, step, video_seed)
         bar.update(1)
     bar.close()
-    return export_run(out)
+    return export_run(out, force=True)  # the run's own vision/, rewritten as training goes
 
 
 def _save_state(files: RunFiles, model, opt, rng: np.random.Generator, step: int, video_seed: int) -> None:
@@ -185,8 +185,11 @@ def _save_state(files: RunFiles, model, opt, rng: np.random.Generator, step: int
     save_state(files, state)
 
 
-def export_run(run: Path, directory: Path | None = None) -> Path:
-    """Write the run's latest state as ``vision.safetensors`` + ``config.json`` (what the adapter loads)."""
+def export_run(run: Path, directory: Path | None = None, force: bool = False) -> Path:
+    """Write the run's latest state as ``vision.safetensors`` + ``config.json`` (what the adapter loads).
+
+    Weights already in ``directory`` are replaced only with ``force``.
+    """
     from safetensors.torch import save
 
     run = Path(run)
@@ -194,6 +197,7 @@ def export_run(run: Path, directory: Path | None = None) -> Path:
         raise ValueError(f"{run} holds no training state (state.pt); train first with `namm-bench video-train`")
     state = torch.load(run / "state.pt", weights_only=False)
     directory = Path(directory) if directory is not None else run / "vision"
+    refuse_overwrite(directory, ("vision.safetensors", "config.json"), "vision weights", force)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.contiguous() for k, v in state["trainable"].items()}
     write_atomic(directory / "vision.safetensors", save(tensors))

@@ -98,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     rl_exp = sub.add_parser("rl-export", help="write a training run's latest state as an agent checkpoint")
     rl_exp.add_argument("run_dir", type=Path)
     rl_exp.add_argument("--to", type=Path, default=None, help="checkpoint directory (default RUN_DIR/model)")
+    rl_exp.add_argument("--force", action="store_true", help="replace an agent already in the --to directory")
 
     vid = sub.add_parser(
         "video-train", help="train the embedded video model's vision tower and projector (SmolLM2 frozen)"
@@ -111,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     vid_exp = sub.add_parser("video-export", help="write a video training run's latest state as vision weights")
     vid_exp.add_argument("run_dir", type=Path)
     vid_exp.add_argument("--to", type=Path, default=None, help="checkpoint directory (default RUN_DIR/vision)")
+    vid_exp.add_argument("--force", action="store_true", help="replace weights already in the --to directory")
 
     sub.add_parser("list", help="list suites, tasks, policies and adapters")
     return parser
@@ -135,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "rl-export":
             from namm_bench.adapters.decision_transformer_training import export_run
 
-            print(f"agent: {export_run(args.run_dir, args.to)}")
+            print(f"agent: {export_run(args.run_dir, args.to, force=args.force)}")
             return 0
         if args.command == "video-train":
             from namm_bench.adapters.llava_next_video_training import VideoTrainConfig, train
@@ -146,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "video-export":
             from namm_bench.adapters.llava_next_video_training import export_run as export_vision
 
-            print(f"vision weights: {export_vision(args.run_dir, args.to)}")
+            print(f"vision weights: {export_vision(args.run_dir, args.to, force=args.force)}")
             return 0
         return _list()
     except (ValueError, OSError) as err:

@@ -27,6 +27,13 @@ def write_atomic(path: Path, data: bytes | str) -> None:
         raise
 
 
+def refuse_overwrite(directory: Path, names: tuple[str, ...], what: str, force: bool) -> None:
+    """Raise ``ValueError`` when ``directory`` already holds any of ``names`` and ``force`` is off."""
+    existing = [name for name in names if (Path(directory) / name).exists()]
+    if existing and not force:
+        raise ValueError(f"{directory} already holds {what} ({', '.join(existing)}): pass --force to replace it")
+
+
 def write_figure(fig, path: Path) -> None:
     """Save a matplotlib figure as a PNG through ``write_atomic``, then close it."""
     import matplotlib.pyplot as plt

@@ -110,6 +110,12 @@ def test_a_run_stopped_midway_exports_its_last_checkpoint(tmp_path, monkeypatch,
     assert f"agent: {tmp_path / 'agent'}" in capsys.readouterr().out
     agent = DecisionTransformerAdapter(tmp_path / "agent").agent
     assert agent.extra["trained_steps"] == 5 and agent.extra["train_config"]["steps"] == 20  # checkpoint every 5
+    written = (tmp_path / "agent" / "agent.json").read_text()
+    assert main(["rl-export", str(tmp_path / "run"), "--to", str(tmp_path / "agent")]) == 2
+    err = capsys.readouterr().err
+    assert "already holds an agent (config.json, model.safetensors, agent.json): pass --force" in err
+    assert (tmp_path / "agent" / "agent.json").read_text() == written
+    assert main(["rl-export", str(tmp_path / "run"), "--to", str(tmp_path / "agent"), "--force"]) == 0
     assert main(["rl-export", str(tmp_path / "nothing")]) == 2
     assert "holds no training state" in capsys.readouterr().err
 

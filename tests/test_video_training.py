@@ -89,3 +89,16 @@ def test_only_the_vision_side_learns(tiny_video_dir, tmp_path):
     assert not torch.equal(
         trained["model.multi_modal_projector.linear_1.weight"], before["model.multi_modal_projector.linear_1.weight"]
     )
+
+
+def test_video_export_replaces_weights_only_with_force(tiny_video_dir, tmp_path, capsys):
+    from namm_bench.cli import main
+
+    train(tiny_config(), tmp_path / "run", build=tiny_builder(tiny_video_dir))
+    export = ["video-export", str(tmp_path / "run"), "--to", str(tmp_path / "vision")]
+    assert main(export) == 0
+    written = (tmp_path / "vision" / "config.json").read_text()
+    assert main(export) == 2
+    assert "already holds vision weights (vision.safetensors, config.json): pass --force" in capsys.readouterr().err
+    assert (tmp_path / "vision" / "config.json").read_text() == written
+    assert main([*export, "--force"]) == 0

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..files import write_atomic, write_figure
+from ..files import refuse_overwrite, write_atomic, write_figure
 from ..namm.checkpoint import CONFIG_FILE as NAMM_CONFIG_FILE
 from ..namm.checkpoint import PARAMS_FILE as NAMM_PARAMS_FILE
 from ..namm.checkpoint import NammCheckpoint, load_checkpoint, save_checkpoint
@@ -405,11 +405,7 @@ def export(run_dir: str | Path, to: str | Path | None = None, force: bool = Fals
     if not state["log"]:
         raise EvolutionError(f"{run_dir}: no generation has finished, there is nothing to export")
     target = Path(to) if to else run_dir / "namm"
-    existing = [name for name in (NAMM_CONFIG_FILE, NAMM_PARAMS_FILE) if (target / name).exists()]
-    if existing and not force:
-        raise EvolutionError(
-            f"{target} already holds a NAMM checkpoint ({', '.join(existing)}): pass --force to replace it"
-        )
+    refuse_overwrite(target, (NAMM_CONFIG_FILE, NAMM_PARAMS_FILE), "a NAMM checkpoint", force)
     cma = CMAES.from_state(state["cma"])
     last = state["log"][-1]
     provenance = {
