@@ -32,8 +32,8 @@ def main() -> None:
     from namm_bench.adapters.llama import embedded_model_dir
 
     source = args.model or embedded_model_dir()
-    if args.out.exists() and any(args.out.iterdir()):
-        parser.error(f"{args.out} exists and is not empty")
+    if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
+        parser.error(f"{args.out} exists and is not an empty directory")
     config = AutoConfig.from_pretrained(source)
     AutoTokenizer.from_pretrained(source).save_pretrained(args.out)
     if args.shape_only:
