@@ -14,8 +14,9 @@ from namm_bench.policies.base import MemoryPolicy
 SMALL = ControllerConfig(chunk_size=32, interval=64)
 
 
-def run_controlled(model, ids, policy, prompt_len, config=SMALL):
-    """Prefill ids[:prompt_len] then teacher-force the rest one token at a time; all logits."""
+def run_controlled(model, ids, policy, prompt_len, config=SMALL, device="cpu"):
+    """Prefill ids[:prompt_len], then teacher-force the rest one token at a time on ``device``; logits on the CPU."""
+    model, ids = model.to(device), ids.to(device)
     cache = DynamicCache(config=model.config)
     controller = MemoryController(policy, config)
     outs = []
@@ -23,11 +24,11 @@ def run_controlled(model, ids, policy, prompt_len, config=SMALL):
     def forward(start, end):
         out = model(
             input_ids=ids[:, start:end],
-            position_ids=torch.arange(start, end)[None],
+            position_ids=torch.arange(start, end, device=device)[None],
             past_key_values=cache,
             use_cache=True,
         )
-        outs.append(out.logits[0])
+        outs.append(out.logits[0].cpu())
         return out.logits[:, -1]
 
     with torch.no_grad(), controller.attach(model, cache, [layer.self_attn for layer in model.model.layers]):

@@ -5,10 +5,9 @@ Skipped where no CUDA device is present (CI has none); run ``pytest tests/test_c
 
 import pytest
 import torch
-from transformers import DynamicCache
+from test_controller import run_controlled
 
 from namm_bench.budget import Budget
-from namm_bench.controller import ControllerConfig, MemoryController
 from namm_bench.evolution.config import config_from_dict
 from namm_bench.evolution.fitness import FITNESS
 from namm_bench.namm.checkpoint import NammCheckpoint
@@ -17,38 +16,11 @@ from namm_bench.policies import make_policy
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
-SMALL = ControllerConfig(chunk_size=32, interval=64)
-
 
 def random_namm() -> NammCheckpoint:
     ckpt = NammCheckpoint.zeros()
     ckpt.params = torch.randn(ckpt.config.num_params, generator=torch.Generator().manual_seed(0)) * 0.5
     return ckpt
-
-
-def controlled(model, ids, policy, prompt_len: int, device: str):
-    """Prefill then teacher-force on ``device``: all logits (on CPU) and the controller."""
-    model = model.to(device)
-    ids = ids.to(device)
-    cache = DynamicCache(config=model.config)
-    controller = MemoryController(policy, SMALL)
-    outs = []
-
-    def forward(start, end):
-        out = model(
-            input_ids=ids[:, start:end],
-            position_ids=torch.arange(start, end, device=device)[None],
-            past_key_values=cache,
-            use_cache=True,
-        )
-        outs.append(out.logits[0].cpu())
-        return out.logits[:, -1]
-
-    with torch.no_grad(), controller.attach(model, cache, [layer.self_attn for layer in model.model.layers]):
-        controller.prefill(forward, prompt_len)
-        for _ in range(prompt_len, ids.shape[1]):
-            controller.step(forward)
-    return torch.cat(outs), controller
 
 
 @pytest.mark.parametrize(
@@ -63,8 +35,8 @@ def controlled(model, ids, policy, prompt_len: int, device: str):
 def test_evicting_policies_keep_the_same_tokens_on_cuda_as_on_cpu(make_tiny_llama, make):
     model = make_tiny_llama()
     ids = torch.randint(0, 320, (1, 200), generator=torch.Generator().manual_seed(5))
-    cpu_logits, cpu = controlled(model, ids, make(), 150, "cpu")
-    gpu_logits, gpu = controlled(model, ids, make(), 150, "cuda")
+    cpu_logits, cpu = run_controlled(model, ids, make(), 150)
+    gpu_logits, gpu = run_controlled(model, ids, make(), 150, device="cuda")
     assert cpu.stats.cache_fraction < 1.0, "the policy should evict"
     for layer in range(model.config.num_hidden_layers):
         assert torch.equal(gpu.positions(layer).cpu(), cpu.positions(layer)), f"layer {layer} kept other tokens"
