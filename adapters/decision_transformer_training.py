@@ -196,13 +196,13 @@ def export_run(run: Path, directory: Path | None = None, force: bool = False) ->
     run = Path(run)
     if not (run / "state.pt").is_file():
         raise ValueError(f"{run} holds no training state (state.pt); train first with `namm-bench rl-train`")
+    directory = Path(directory) if directory is not None else run / "model"
+    refuse_overwrite(directory, ("config.json", "model.safetensors", AGENT_FILE), "an agent", force)
     cfg = TrainConfig(**json.loads((run / "config.json").read_text()))
     state = torch.load(run / "state.pt", weights_only=False)
     model = build_model(cfg, len(state["state_mean"]), state["act_dim"])
     model.load_state_dict(state["model"])
     model.eval()
-    directory = Path(directory) if directory is not None else run / "model"
-    refuse_overwrite(directory, ("config.json", "model.safetensors", AGENT_FILE), "an agent", force)
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(directory)
     AgentSpec(

@@ -195,9 +195,9 @@ def export_run(run: Path, directory: Path | None = None, force: bool = False) ->
     run = Path(run)
     if not (run / "state.pt").is_file():
         raise ValueError(f"{run} holds no training state (state.pt); train first with `namm-bench video-train`")
-    state = torch.load(run / "state.pt", weights_only=False)
     directory = Path(directory) if directory is not None else run / "vision"
     refuse_overwrite(directory, ("vision.safetensors", "config.json"), "vision weights", force)
+    state = torch.load(run / "state.pt", weights_only=False)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.contiguous() for k, v in state["trainable"].items()}
     write_atomic(directory / "vision.safetensors", save(tensors))

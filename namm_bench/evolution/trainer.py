@@ -400,12 +400,12 @@ def export(run_dir: str | Path, to: str | Path | None = None, force: bool = Fals
     from ..runner import code_version
 
     run_dir = Path(run_dir)
+    target = Path(to) if to else run_dir / "namm"
+    refuse_overwrite(target, (NAMM_CONFIG_FILE, NAMM_PARAMS_FILE), "a NAMM checkpoint", force)
     state = load_state(run_dir)
     config = read_run_config(run_dir)
     if not state["log"]:
         raise EvolutionError(f"{run_dir}: no generation has finished, there is nothing to export")
-    target = Path(to) if to else run_dir / "namm"
-    refuse_overwrite(target, (NAMM_CONFIG_FILE, NAMM_PARAMS_FILE), "a NAMM checkpoint", force)
     cma = CMAES.from_state(state["cma"])
     last = state["log"][-1]
     provenance = {
