@@ -6,6 +6,7 @@ Skipped where no CUDA device is present (CI has none); run ``pytest tests/test_c
 import pytest
 import torch
 from test_controller import run_controlled
+from test_evolution import write_config
 
 from namm_bench.budget import Budget
 from namm_bench.evolution.config import config_from_dict
@@ -86,16 +87,12 @@ def test_evolution_on_cuda_follows_the_cpu_trajectory(tiny_model_dir, tmp_path):
 
     from namm_bench.evolution.trainer import evolve
 
-    config = tmp_path / "tiny.toml"
-    lines = [f'model = "{tiny_model_dir}"', "seed = 3", "population = 4", "pool_per_task = 3", "examples_per_task = 2"]
-    lines += ["[namm]", "hidden_dim = 4", "recency_dims = 2"]
-    lines += ["[[stages]]", 'tasks = ["passkey_1k"]', "generations = 2"]
-    config.write_text("\n".join(lines) + "\n")
+    config = write_config(tmp_path / "tiny.toml", tiny_model_dir)  # 2 stages, 2 generations each
     logs = []
     for device in ("cpu", "cuda"):
         run = evolve(config, tmp_path / device, device=device)
         logs.append([json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()])
-    assert len(logs[0]) == len(logs[1]) == 2
+    assert len(logs[0]) == len(logs[1]) == 4
     for cpu_row, gpu_row in zip(*logs, strict=True):
         for key in ("best", "mean", "mean_solution", "sigma", "mean_solution_cache_fraction"):
             assert gpu_row[key] == pytest.approx(cpu_row[key], rel=1e-3, abs=1e-4), key
