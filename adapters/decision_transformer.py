@@ -37,8 +37,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from namm_bench.adapters import is_hub_id
 from namm_bench.controller import ControllerConfig, MemoryController
+from namm_bench.interfaces import EpisodeExample, Outcome, RunOptions
+from namm_bench.models import is_hub_id
 from namm_bench.policies.base import MemoryPolicy
 
 REGIMES = ("window", "cached")
@@ -147,9 +148,18 @@ class DecisionTransformerAdapter:
         Torch device.
     """
 
-    def __init__(self, model: str | Path, device: str = "cpu") -> None:
+    name = "decision_transformer"
+    modality = "rl"
+    model_types = ("decision_transformer",)
+    default_model = None
+
+    def __init__(self, model: str | Path | None, device: str = "cpu", dtype: torch.dtype | None = None) -> None:
         from transformers import DecisionTransformerModel
 
+        if model is None:
+            raise AgentError("the decision_transformer adapter needs --model: a checkpoint directory")
+        if dtype not in (None, torch.float32):
+            raise AgentError("Decision Transformers run in float32 (their state statistics are float32)")
         path = Path(model)
         if path.is_dir():
             self.agent = AgentSpec.load(path)
@@ -172,6 +182,7 @@ class DecisionTransformerAdapter:
                 raise AgentError(f"{path}: {name} has {len(values)} entries, the model's state_dim is {cfg.state_dim}")
         self._mean = torch.tensor(self.agent.state_mean, dtype=torch.float32, device=self.device)
         self._std = torch.tensor(self.agent.state_std, dtype=torch.float32, device=self.device)
+        self._env: Any = None
 
     def check_env(self, env) -> None:
         """Raise ``AgentError`` unless the environment's spaces fit the model."""
@@ -201,6 +212,37 @@ class DecisionTransformerAdapter:
                 raise ValueError("the cached regime needs a memory policy (full keeps everything)")
             return CachedActor(self, policy, controller or ControllerConfig())
         raise ValueError(f"unknown regime {regime!r}; known: {', '.join(REGIMES)}")
+
+    def run(
+        self, example: EpisodeExample, policy: MemoryPolicy, config: ControllerConfig, options: RunOptions
+    ) -> Outcome:
+        """One episode, seeded by the example: ``options.protocol`` is the regime (``window`` or ``cached``)."""
+        if options.protocol not in REGIMES:
+            raise ValueError(f"unknown regime {options.protocol!r}; known: {', '.join(REGIMES)}")
+        if options.protocol == "window":
+            if policy.name != "full":
+                raise ValueError("the window regime keeps the last K timesteps itself: it runs with full cache only")
+            actor = self.actor("window")
+        else:
+            actor = self.actor("cached", policy, config)
+        if self._env is None:
+            self._env = make_env(self.agent.env_id)
+        episode = rollout(self, self._env, actor, example.seed)
+        cached = options.protocol == "cached"
+        return Outcome(
+            prediction=f"{episode.episode_return:.3f}",
+            tokens=3 * episode.length - 1 if cached else 3 * min(episode.length, self.agent.context),
+            controller=actor.controller if cached else None,
+            cache_fraction=episode.cache_fraction,
+            peak_kv_bytes=actor.peak_kv_bytes(),
+            fields={
+                "env_id": self.agent.env_id,
+                "episode_return": episode.episode_return,
+                "length": episode.length,
+                "kept_timesteps": episode.kept_timesteps,
+                "target_return": self.agent.target_return,
+            },
+        )
 
 
 class WindowActor:
@@ -243,6 +285,11 @@ class WindowActor:
 
     def cache_fraction(self) -> float:
         return 1.0
+
+    def peak_kv_bytes(self) -> int:
+        """Keys and values one stock forward computes over the window: 3 tokens per timestep, every layer."""
+        cfg = self.a.model.config
+        return 2 * cfg.n_layer * 3 * self.a.agent.context * cfg.hidden_size * self.states.element_size()
 
 
 class CachedActor:
@@ -308,6 +355,9 @@ class CachedActor:
 
     def cache_fraction(self) -> float:
         return self.controller.stats.cache_fraction
+
+    def peak_kv_bytes(self) -> int:
+        return self.controller.stats.peak_kv_bytes
 
 
 @dataclass

@@ -21,10 +21,11 @@ from pathlib import Path
 
 import torch
 
-from namm_bench.adapters import is_hub_id
 from namm_bench.controller import ControllerConfig, MemoryController
+from namm_bench.files import cache_dir
+from namm_bench.interfaces import Outcome, RunOptions, TextExample
+from namm_bench.models import is_hub_id
 from namm_bench.policies.base import MemoryPolicy
-from namm_bench.suites.base import TextExample
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +36,6 @@ _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 class ModelLoadError(ValueError):
     """The model named by ``--model`` cannot be found or loaded."""
-
-
-def cache_dir() -> Path:
-    if os.environ.get("NAMM_BENCH_CACHE"):
-        return Path(os.environ["NAMM_BENCH_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "namm-bench"
 
 
 def embedded_model_dir() -> Path:
@@ -117,8 +112,18 @@ class LlamaAdapter:
     """
 
     name = "llama"
+    modality = "text"
+    model_types = ("llama", "mistral", "qwen2", "qwen3", "phi3")
+    default_model = EMBEDDED
 
-    def __init__(self, model: str | None = None, dtype: torch.dtype = torch.float32, device: str = "cpu") -> None:
+    @staticmethod
+    def model_directory(model: str | None) -> Path | None:
+        """Where ``model``'s files are (the embedded model: its converted cache); None for a hub id."""
+        if model in (None, EMBEDDED):
+            return embedded_model_dir()
+        return Path(model) if Path(model).is_dir() else None
+
+    def __init__(self, model: str | None = None, dtype: torch.dtype | None = None, device: str = "cpu") -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.model_name = model or EMBEDDED
@@ -134,7 +139,7 @@ class LlamaAdapter:
             raise ModelLoadError(f"model path {model} does not exist (and is not a hub id like org/name)")
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(source)
-            self.model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype).to(device).eval()
+            self.model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype or torch.float32).to(device).eval()
         except OSError as err:
             raise ModelLoadError(f"cannot load model {model}: {err}") from err
         self.device = torch.device(device)
@@ -245,6 +250,17 @@ class LlamaAdapter:
         text = self._decode(new)
         text = text[: _stop_at(text, example.stop)]
         return Generation(text, prompt, len(new), controller, time.perf_counter() - began)
+
+    def run(self, example: TextExample, policy: MemoryPolicy, config: ControllerConfig, options: RunOptions) -> Outcome:
+        """``generate`` as the run loop asks for it (``options.long_inputs``: truncate or stream)."""
+        gen = self.generate(example, policy, config, truncate=options.long_inputs == "truncate")
+        return Outcome(
+            prediction=gen.text,
+            tokens=int(gen.prompt.ids.shape[1]),
+            controller=gen.controller,
+            new_tokens=gen.new_tokens,
+            truncated_tokens=gen.prompt.truncated_tokens,
+        )
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .budget import parse_budget
 from .controller import PROTOCOLS, ControllerConfig
+from .registry import COMMANDS
 
 log = logging.getLogger("namm_bench")
 
@@ -24,7 +25,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a suite under several memory policies; appends to OUT/results.jsonl")
     run.add_argument("suite", help="suite name (see `namm-bench list`)")
-    run.add_argument("--model", default=None, help="hub id or local directory (default: embedded SmolLM2-135M)")
+    run.add_argument("--model", default=None, help="hub id or local directory (default: the suite's embedded model)")
+    run.add_argument(
+        "--adapter",
+        default=None,
+        help="adapter name (see `namm-bench list`; default: by the model's config.model_type)",
+    )
     run.add_argument("--policies", type=_csv, default=["full", "h2o", "l2"], help="comma list (default full,h2o,l2)")
     run.add_argument(
         "--budget",
@@ -73,46 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--to", type=Path, default=None, help="checkpoint directory (default RUN_DIR/namm)")
     exp.add_argument("--force", action="store_true", help="replace a checkpoint already in the --to directory")
 
-    data = sub.add_parser(
-        "rl-datasets", help="generate offline RL datasets (minari format) from the SAC behaviour policies"
-    )
-    data.add_argument("--out", type=Path, required=True, help="dataset root (minari layout); datasets there are kept")
-    data.add_argument("--envs", type=_csv, default=["hopper", "walker2d"], help="comma list (default hopper,walker2d)")
-    data.add_argument("--qualities", type=_csv, default=["sac", "sac-noisy"], help="comma list (default sac,sac-noisy)")
-    data.add_argument("--steps", type=int, default=100_000, help="transitions per dataset, whole episodes (100000)")
-    data.add_argument("--seed", type=int, default=0)
-    data.add_argument("--sb3-dir", default=None, help="rl-trained-agents directory (default ../shared/data/rl/sb3)")
-
-    train = sub.add_parser("rl-train", help="train a Decision Transformer on a dataset (Chen et al.'s settings)")
-    train.add_argument("--env", required=True, help="hopper or walker2d")
-    train.add_argument("--quality", required=True, help="dataset: sac or sac-noisy (see rl-datasets)")
-    train.add_argument("--data-dir", default=None, help="dataset root written by rl-datasets ($NAMM_BENCH_RL_DATA)")
-    train.add_argument("--out", type=Path, required=True, help="run directory: config, state.pt, log.jsonl, model/")
-    train.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
-    train.add_argument("--context", type=int, default=20, help="K, timesteps per training window (20)")
-    train.add_argument("--steps", type=int, default=100_000, help="gradient steps (Chen et al.: 100000)")
-    train.add_argument("--warmup-steps", type=int, default=10_000, help="linear learning-rate warm-up (10000)")
-    train.add_argument("--batch-size", type=int, default=64)
-    train.add_argument("--seed", type=int, default=0)
-
-    rl_exp = sub.add_parser("rl-export", help="write a training run's latest state as an agent checkpoint")
-    rl_exp.add_argument("run_dir", type=Path)
-    rl_exp.add_argument("--to", type=Path, default=None, help="checkpoint directory (default RUN_DIR/model)")
-    rl_exp.add_argument("--force", action="store_true", help="replace an agent already in the --to directory")
-
-    vid = sub.add_parser(
-        "video-train", help="train the embedded video model's vision tower and projector (SmolLM2 frozen)"
-    )
-    vid.add_argument("--out", type=Path, required=True, help="run directory: config, state.pt, log.jsonl, vision/")
-    vid.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
-    vid.add_argument("--align-steps", type=int, default=1500, help="frame-to-word alignment steps (1500)")
-    vid.add_argument("--qa-steps", type=int, default=300, help="question-answering steps through SmolLM2 (300)")
-    vid.add_argument("--seed", type=int, default=0)
-
-    vid_exp = sub.add_parser("video-export", help="write a video training run's latest state as vision weights")
-    vid_exp.add_argument("run_dir", type=Path)
-    vid_exp.add_argument("--to", type=Path, default=None, help="checkpoint directory (default RUN_DIR/vision)")
-    vid_exp.add_argument("--force", action="store_true", help="replace weights already in the --to directory")
+    for _, add in COMMANDS.items():  # plugins' subcommands (namm-bench's own training recipes among them)
+        add(sub)
 
     sub.add_parser("list", help="list suites, tasks, policies and adapters")
     return parser
@@ -130,27 +98,9 @@ def main(argv: list[str] | None = None) -> int:
             return _evolve(args)
         if args.command == "export":
             return _export(args)
-        if args.command == "rl-datasets":
-            return _rl_datasets(args)
-        if args.command == "rl-train":
-            return _rl_train(args)
-        if args.command == "rl-export":
-            from namm_bench.adapters.decision_transformer_training import export_run
-
-            print(f"agent: {export_run(args.run_dir, args.to, force=args.force)}")
-            return 0
-        if args.command == "video-train":
-            from namm_bench.adapters.llava_next_video_training import VideoTrainConfig, train
-
-            cfg = VideoTrainConfig(align_steps=args.align_steps, qa_steps=args.qa_steps, seed=args.seed)
-            print(f"vision weights: {train(cfg, args.out, resume=args.resume)}  (log: {args.out / 'log.jsonl'})")
-            return 0
-        if args.command == "video-export":
-            from namm_bench.adapters.llava_next_video_training import export_run as export_vision
-
-            print(f"vision weights: {export_vision(args.run_dir, args.to, force=args.force)}")
-            return 0
-        return _list()
+        if args.command == "list":
+            return _list()
+        return args.handler(args)
     except (ValueError, OSError) as err:
         print(f"namm-bench: error: {err}", file=sys.stderr)
         return 2
@@ -190,45 +140,6 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _rl_datasets(args: argparse.Namespace) -> int:
-    import json
-
-    from namm_bench.suites.rl_datasets import dataset_id, write_dataset
-
-    if args.steps < 1:
-        raise ValueError(f"--steps must be positive, got {args.steps}")
-    for env in args.envs:
-        for quality in args.qualities:
-            summary_file = args.out / dataset_id(env, quality) / "namm-bench.json"
-            if summary_file.is_file():
-                verb, summary = "kept", json.loads(summary_file.read_text())
-            else:
-                verb, summary = "wrote", write_dataset(args.out, env, quality, args.steps, args.seed, args.sb3_dir)
-            print(
-                f"{verb} {summary['dataset_id']}: {summary['episodes']} episodes, {summary['steps']} steps, mean "
-                f"return {summary['mean_return']:.1f} (D4RL-normalised {summary['mean_normalised']:.1f})"
-            )
-    return 0
-
-
-def _rl_train(args: argparse.Namespace) -> int:
-    from namm_bench.adapters.decision_transformer_training import TrainConfig, train
-    from namm_bench.suites.rl_datasets import load_episodes
-
-    cfg = TrainConfig(
-        env=args.env,
-        quality=args.quality,
-        context=args.context,
-        steps=args.steps,
-        warmup_steps=args.warmup_steps,
-        batch_size=args.batch_size,
-        seed=args.seed,
-    )
-    model = train(cfg, load_episodes(args.data_dir, args.env, args.quality), args.out, resume=args.resume)
-    print(f"model: {model}  (log: {args.out / 'log.jsonl'})")
-    return 0
-
-
 def _run(args: argparse.Namespace) -> int:
     from .runner import RunSpec, run_suite
 
@@ -252,8 +163,8 @@ def _run(args: argparse.Namespace) -> int:
         device=device,
         data_dir=args.data_dir,
         long_inputs=args.long_inputs,
-        frames=args.frames,
-        fps=args.fps,
+        adapter=args.adapter,
+        adapter_options={k: v for k, v in (("num_frames", args.frames), ("fps", args.fps)) if v is not None},
     )
     out = run_suite(spec)
     print(f"results: {out / 'results.jsonl'}  (tables: namm-bench report {out})")
@@ -278,21 +189,23 @@ def _report(directory: Path) -> int:
 
 
 def _list() -> int:
-    from namm_bench.adapters import ADAPTERS
-    from namm_bench.suites import SUITES, get_suite
-
-    from .policies import BUDGETED, POLICIES
+    from .models import make_suite
+    from .policies import policy_class
+    from .registry import ADAPTERS, POLICIES, SUITES
 
     print("suites:")
-    for name in SUITES:
-        suite = get_suite(name)
-        print(f"  {name} (adapter {suite.adapter}): {', '.join(suite.tasks())}")
+    for name in SUITES.names():
+        suite = make_suite(name)
+        adapter = getattr(suite, "default_adapter", None)
+        default = f", default adapter {adapter}" if adapter else ""
+        print(f"  {name} ({suite.modality}{default}): {', '.join(suite.tasks()) or '(no tasks found)'}")
     print("policies:")
-    for name, cls in POLICIES.items():
-        kind = "budget: ratio or tokens" if name in BUDGETED else "no budget" if name == "full" else "emergent budget"
+    for name in POLICIES.names():
+        cls = policy_class(name)
+        kind = "budget: ratio or tokens" if cls.takes_budget else "no budget" if name == "full" else "emergent budget"
         summary = (cls.__doc__ or "").strip().splitlines()[0]
         print(f"  {name} ({kind}): {summary}")
-    print("adapters:")
-    for name in ADAPTERS:
-        print(f"  {name}")
+    print("adapters (model types they serve):")
+    for name, cls in ADAPTERS.items():
+        print(f"  {name} ({cls.modality}): {', '.join(cls.model_types)}")
     return 0

@@ -8,6 +8,13 @@ import tempfile
 from pathlib import Path
 
 
+def cache_dir() -> Path:
+    """namm-bench's user cache: ``$NAMM_BENCH_CACHE``, else ``$XDG_CACHE_HOME/namm-bench`` (``~/.cache``)."""
+    if os.environ.get("NAMM_BENCH_CACHE"):
+        return Path(os.environ["NAMM_BENCH_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "namm-bench"
+
+
 def write_atomic(path: Path, data: bytes | str) -> None:
     """Write ``path`` through a synced temp file in the same directory, then ``os.replace`` it.
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import math
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from .files import write_atomic, write_figure
+from .registry import SUITES
 from .results import ResultsStore
 
 logger = logging.getLogger(__name__)
@@ -33,9 +33,6 @@ SUMMARY_COLUMNS: tuple[str, ...] = GROUP_FIELDS + (
     "paired_score",
     "paired_full",
 )
-
-SUITE_PLOTS = {"rl": "namm_bench.suites.rl", "video": "namm_bench.suites.video"}
-"""Suites whose module has ``write_plots(rows, out_dir) -> [(path, caption)]``."""
 
 _REQUIRED_FIELDS = GROUP_FIELDS + ("score", "cache_fraction")
 # Optional fields and the value a row without them gets.
@@ -178,9 +175,10 @@ def write_report(out_dir: Path) -> tuple[Path, Path]:
     if write_layer_heatmap(rows, out_dir / "report-layers.png"):
         markdown += "\n![share of each layer's tokens kept, per memory policy](report-layers.png)\n"
     for suite in dict.fromkeys(r.get("suite") for r in rows):
-        if suite in SUITE_PLOTS:  # suites with figures of their own (imported lazily: matplotlib, numpy)
-            for path, caption in importlib.import_module(SUITE_PLOTS[suite]).write_plots(rows, out_dir):
-                markdown += f"\n![{caption}]({path.name})\n"
+        # Suites with figures of their own; a suite whose plugin is not installed here has none.
+        plots = getattr(SUITES.get(suite), "write_plots", None) if suite in SUITES else None
+        for path, caption in plots(rows, out_dir) if plots is not None else []:
+            markdown += f"\n![{caption}]({path.name})\n"
     write_atomic(md_path, markdown)
     logger.info("wrote %s and %s (%d groups from %d rows)", md_path, csv_path, len(summary), len(rows))
     return md_path, csv_path

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
+import time
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -15,8 +16,11 @@ from tqdm.auto import tqdm
 from . import __version__
 from .budget import MATCH, Budget
 from .controller import ControllerConfig
+from .interfaces import ExampleError, RunOptions
+from .models import choose_adapter, make_adapter, make_suite
 from .namm.checkpoint import NammCheckpoint, load_checkpoint
-from .policies import BUDGETED, POLICIES, MemoryPolicy, make_policy
+from .policies import MemoryPolicy, make_policy, policy_class
+from .registry import ADAPTERS
 from .results import ResultsStore, row_key
 
 log = logging.getLogger(__name__)
@@ -45,9 +49,10 @@ class RunSpec:
     device: str = "cpu"
     data_dir: str | None = None
     long_inputs: str = "truncate"
-    frames: int | None = None
-    fps: float | None = None
-    """Video files: N uniformly sampled frames, or a fixed rate (the adapter's default: 32 frames)."""
+    adapter: str | None = None
+    """Registry name of the adapter; None: chosen by the model's ``config.model_type``."""
+    adapter_options: dict[str, Any] = field(default_factory=dict)
+    """Keyword options for the adapter (the video adapter's ``num_frames`` / ``fps``)."""
 
 
 @dataclass(frozen=True)
@@ -80,15 +85,13 @@ def code_version() -> str:
 
 def variants(spec: RunSpec) -> list[Variant]:
     """(policy, budget) pairs in run order: the NAMM first, since ``match`` reads its cache fraction."""
-    for name in spec.policies:
-        if name not in POLICIES:
-            raise ValueError(f"unknown policy {name!r}; known policies: {', '.join(POLICIES)}")
+    classes = {name: policy_class(name) for name in spec.policies}  # an unknown name lists the known ones
     if MATCH in spec.budgets and "namm" not in spec.policies:
         raise ValueError("--budget match runs baselines at the NAMM's cache fraction: add namm to --policies")
     ordered = sorted(dict.fromkeys(spec.policies), key=lambda p: p != "namm")
     out: list[Variant] = []
     for name in ordered:
-        if name in BUDGETED:
+        if classes[name].takes_budget:
             if not spec.budgets:
                 raise ValueError(f"policy {name!r} needs --budget")
             out += [Variant(name, b) for b in spec.budgets]
@@ -115,15 +118,16 @@ def load_namm(spec: RunSpec) -> NammCheckpoint | None:
 
 
 def run_suite(spec: RunSpec) -> Path:
-    """Run ``spec`` and append its rows to ``spec.out/results.jsonl``; rows already there are skipped."""
-    from namm_bench.adapters import get_adapter
-    from namm_bench.suites import get_suite
+    """Run ``spec`` and append its rows to ``spec.out/results.jsonl``; rows already there are skipped.
 
-    # Everything a user can get wrong is checked before the model loads.
-    suite = get_suite(spec.suite, spec.data_dir)
-    if hasattr(suite, "run"):  # a suite with a loop of its own (rl: episodes, not prompts)
-        return suite.run(spec)
-    tasks = spec.tasks or getattr(suite, "default_tasks", suite.tasks)()  # file-backed suites: the files present
+    The one run loop of every suite: the suite gives tasks, examples and the metric, the adapter
+    runs each example under each (policy, budget), and the loop resumes, resolves ``match``
+    budgets from the NAMM's rows, refuses NAMM rows of another checkpoint, records examples that
+    cannot run as error rows and shows progress.
+    """
+    # Everything a user can get wrong is checked before a model loads.
+    suite = make_suite(spec.suite, spec.data_dir, spec.model)
+    tasks = spec.tasks or (suite.default_tasks() if hasattr(suite, "default_tasks") else suite.tasks())
     unknown = [t for t in tasks if t not in suite.tasks()]
     if unknown:
         raise ValueError(
@@ -135,59 +139,80 @@ def run_suite(spec: RunSpec) -> Path:
         raise ValueError(f"--limit must be >= 1, got {spec.limit}")
     if hasattr(suite, "check"):  # suites that read files find them (or say where they looked) now
         suite.check(tasks)
-    plan = variants(spec)
+    protocol = spec.controller.protocol
+    plan = suite.plan(variants(spec), protocol) if hasattr(suite, "plan") else [(protocol, v) for v in variants(spec)]
     namm = load_namm(spec)
     store = ResultsStore(spec.out)
     refuse_other_namm(store, namm)
-    adapter = get_adapter(suite.adapter, spec.model, device=spec.device)
+    # Examples that need no tokenizer are built (and bad files found) before any model loads.
+    untokenised = (
+        {} if suite.modality == "text" else {t: suite.examples(t, None, None, spec.seed, spec.limit) for t in tasks}
+    )
+    jobs, adapters = [], {}
+    for task in tasks:
+        model = suite.model_for(task, spec.model) if hasattr(suite, "model_for") else spec.model
+        if model not in adapters:
+            adapters[model] = load_adapter(spec, suite, model)
+        adapter = adapters[model]
+        if task in untokenised:
+            examples = untokenised[task]
+        else:
+            max_prompt = adapter.max_prompt_tokens(ANSWER_RESERVE)
+            examples = suite.examples(task, adapter.count_tokens, max_prompt, spec.seed, spec.limit)
+        jobs += [(adapter, ex, row_protocol, v) for ex in examples for row_protocol, v in plan]
     done = store.done_keys()
-    max_prompt = adapter.max_prompt_tokens(ANSWER_RESERVE)
-    examples = [
-        ex for task in tasks for ex in suite.examples(task, adapter.count_tokens, max_prompt, spec.seed, spec.limit)
-    ]
     namm_fraction = {
-        (r["task"], r["example_id"]): r["cache_fraction"]
+        (r["model"], r["protocol"], r["task"], r["example_id"]): r["cache_fraction"]
         for r in store.rows()
-        if r["policy"] == "namm"
-        and r["protocol"] == spec.controller.protocol
-        and r["model"] == adapter.model_name
+        if r["suite"] == suite.name
+        and r["policy"] == "namm"
+        and not r.get("error")
         and r.get("long_inputs", "truncate") == spec.long_inputs
     }
-    jobs = [(ex, v) for ex in examples for v in plan]
-    bar = tqdm(jobs, desc=f"{spec.suite}", unit="run", dynamic_ncols=True)
-    for ex, variant in bar:
-        row = _base_row(spec, suite.name, adapter.model_name, ex, variant)
+    options = getattr(suite, "policy_options", {})
+    bar = tqdm(jobs, desc=spec.suite, unit="run", dynamic_ncols=True)
+    for adapter, ex, row_protocol, variant in bar:
+        row = _base_row(spec, suite.name, adapter, ex, variant, row_protocol)
         if row_key(row) in done:
             continue
         bar.set_postfix_str(f"{ex.example_id} {variant.policy}/{variant.label}")
-        budget = resolve_match(variant.budget, namm_fraction.get((ex.task, ex.example_id)), ex.example_id)
-        policy = _make(variant.policy, budget, namm)
-        gen = adapter.generate(ex, policy, spec.controller, truncate=spec.long_inputs == "truncate")
-        stats = gen.controller.stats
-        row.update(
-            budget_ratio=budget.ratio if isinstance(budget, Budget) else None,
-            score=suite.score(ex, gen.text),
-            cache_fraction=stats.cache_fraction,
-            cache_fraction_prompt=stats.prompt_fraction,
-            peak_kv_bytes=stats.peak_kv_bytes,
-            tokens=int(gen.prompt.ids.shape[1]),
-            truncated_tokens=gen.prompt.truncated_tokens,
-            new_tokens=gen.new_tokens,
-            seconds=round(gen.seconds, 3),
-            policy_seconds=round(stats.policy_seconds, 3),
-            policy_calls=len(stats.calls),
-            retained_per_layer=gen.controller.retained_per_layer(),
-            prediction=gen.text,
-            answer=ex.answer,
-            error=None,
-            policy_config=policy.describe(),
-            meta=ex.meta,
-        )
+        where = (adapter.model_name, row_protocol, ex.task, ex.example_id)
+        budget = resolve_match(variant.budget, namm_fraction.get(where), f"{ex.task} {ex.example_id}")
+        policy = _make(variant.policy, budget, namm, options.get(variant.policy, {}))
+        row.update(budget_ratio=budget.ratio if isinstance(budget, Budget) else None, answer=ex.answer, meta=ex.meta)
+        began = time.perf_counter()
+        try:
+            outcome = adapter.run(ex, policy, spec.controller, RunOptions(row_protocol, spec.long_inputs))
+        except ExampleError as err:
+            row.update(score=None, cache_fraction=None, error=str(err), policy_config=policy.describe())
+        else:
+            row.update(
+                {
+                    "score": suite.score(ex, outcome),
+                    **outcome.row_fields(),
+                    "seconds": round(time.perf_counter() - began, 3),
+                    "error": None,
+                    "policy_config": policy.describe(),
+                    **outcome.fields,
+                    **(suite.record(ex, outcome) if hasattr(suite, "record") else {}),
+                }
+            )
+            if variant.policy == "namm":
+                namm_fraction[where] = row["cache_fraction"]
         store.append(row)
         done.add(row_key(row))
-        if variant.policy == "namm":
-            namm_fraction[(ex.task, ex.example_id)] = stats.cache_fraction
     return spec.out
+
+
+def load_adapter(spec: RunSpec, suite: Any, model: str | None) -> Any:
+    """The adapter that runs ``model`` (``--adapter``, else by its model type, else the suite's default)."""
+    name = choose_adapter(model, spec.adapter, getattr(suite, "default_adapter", None))
+    adapter_cls = ADAPTERS.get(name)
+    if getattr(adapter_cls, "modality", suite.modality) != suite.modality:
+        raise ValueError(
+            f"adapter {name} runs {adapter_cls.modality} examples; suite {suite.name} has {suite.modality} examples"
+        )
+    return make_adapter(name, model, device=spec.device, **spec.adapter_options)
 
 
 def resolve_match(budget: Budget | str | None, namm_fraction: float | None, what: str) -> Budget | None:
@@ -217,22 +242,26 @@ def refuse_other_namm(store: ResultsStore, namm: NammCheckpoint | None) -> None:
             )
 
 
-def _make(name: str, budget: Budget | None, namm: NammCheckpoint | None) -> MemoryPolicy:
+def _make(
+    name: str, budget: Budget | None, namm: NammCheckpoint | None, options: dict[str, Any] | None = None
+) -> MemoryPolicy:
+    options = options or {}
     if name == "namm":
-        return make_policy("namm", checkpoint=namm)
-    return make_policy(name, budget if name in BUDGETED else None)
+        return make_policy("namm", checkpoint=namm, **options)
+    return make_policy(name, budget if policy_class(name).takes_budget else None, **options)
 
 
-def _base_row(spec: RunSpec, suite: str, model: str, ex: Any, variant: Variant) -> dict[str, Any]:
+def _base_row(spec: RunSpec, suite: str, adapter: Any, ex: Any, variant: Variant, protocol: str) -> dict[str, Any]:
     cfg = spec.controller
     return {
         "suite": suite,
         "task": ex.task,
         "example_id": ex.example_id,
-        "model": model,
+        "model": adapter.model_name,
+        "adapter": adapter.name,
         "policy": variant.policy,
         "budget": variant.label,
-        "protocol": cfg.protocol,
+        "protocol": protocol,
         "long_inputs": spec.long_inputs,
         "chunk_size": cfg.chunk_size,
         "interval": cfg.interval,

@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .base import DataError, TextExample, TokenCounter, data_dir_from, read_jsonl
+from .base import DataError, Outcome, TextExample, TokenCounter, data_dir_from, prediction_text, read_jsonl
 from .longbench import example_from_row
 from .metrics import best_over_answers
 
@@ -52,7 +52,8 @@ class ChouBunSuite:
     """
 
     name = "choubun"
-    adapter = "llama"
+    modality = "text"
+    default_adapter = "llama"
 
     def __init__(self, data_dir: str | Path | None = None) -> None:
         self.data_dir = data_dir_from(data_dir, ENV_DIR)
@@ -92,7 +93,8 @@ class ChouBunSuite:
             for i, row in enumerate(self.rows(task)[:limit])
         ]
 
-    def score(self, example: TextExample, prediction: str) -> float:
+    def score(self, example: TextExample, outcome: Outcome | str) -> float:
+        prediction = prediction_text(outcome)
         return best_over_answers(METRIC[example.task], prediction, example.meta["answers"])
 
 

@@ -27,7 +27,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .base import DataError, TextExample, TokenCounter, data_dir_from, read_jsonl
+from .base import DataError, Outcome, TextExample, TokenCounter, data_dir_from, prediction_text, read_jsonl
 from .metrics import qa_f1
 
 TEMPLATES = {
@@ -210,7 +210,8 @@ class InfiniteBenchSuite:
     """
 
     name = "infinitebench"
-    adapter = "llama"
+    modality = "text"
+    default_adapter = "llama"
 
     def __init__(self, data_dir: str | Path | None = None) -> None:
         self.data_dir = data_dir_from(data_dir, ENV_DIR)
@@ -281,7 +282,8 @@ class InfiniteBenchSuite:
             )
         return out
 
-    def score(self, example: TextExample, prediction: str) -> float:
+    def score(self, example: TextExample, outcome: Outcome | str) -> float:
+        prediction = prediction_text(outcome)
         return score_prediction(example.task, prediction, example.meta["label"])
 
 

@@ -26,7 +26,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .base import DataError, TextExample, TokenCounter, data_dir_from, read_jsonl
+from .base import DataError, Outcome, TextExample, TokenCounter, data_dir_from, prediction_text, read_jsonl
 from .metrics import best_over_answers
 
 METRIC = {
@@ -123,7 +123,8 @@ class LongBenchSuite:
     """
 
     name = "longbench"
-    adapter = "llama"
+    modality = "text"
+    default_adapter = "llama"
 
     def __init__(self, data_dir: str | Path | None = None) -> None:
         self.data_dir = data_dir_from(data_dir, ENV_DIR)
@@ -209,7 +210,8 @@ class LongBenchSuite:
                     ex.meta["length_bucket"] = length_bucket(int(ex.meta["length"]))
         return out
 
-    def score(self, example: TextExample, prediction: str) -> float:
+    def score(self, example: TextExample, outcome: Outcome | str) -> float:
+        prediction = prediction_text(outcome)
         return score_prediction(example.task, prediction, example.meta["answers"], example.meta["all_classes"])
 
 
@@ -227,7 +229,7 @@ def _download_from_hub() -> Path:
     import urllib.request
     import zipfile
 
-    from namm_bench.adapters.llama import cache_dir
+    from namm_bench.files import cache_dir
 
     root = cache_dir() / "longbench"
     if (root / "data").is_dir() and (root / "config" / "dataset2maxlen.json").is_file():

@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .base import DataError, TextExample, TokenCounter, data_dir_from, read_jsonl
+from .base import DataError, Outcome, TextExample, TokenCounter, data_dir_from, prediction_text, read_jsonl
 
 INSTRUCTION = "Extract the value corresponding to the specified key in the JSON object below.\n\n"
 POSITIONS = ("start", "middle", "end")
@@ -59,7 +59,8 @@ class LostInTheMiddleSuite:
     """
 
     name = "lost_in_the_middle"
-    adapter = "llama"
+    modality = "text"
+    default_adapter = "llama"
 
     def __init__(self, data_dir: str | Path | None = None) -> None:
         self.data_dir = data_dir_from(data_dir, ENV_DIR)
@@ -129,5 +130,6 @@ class LostInTheMiddleSuite:
             )
         return out
 
-    def score(self, example: TextExample, prediction: str) -> float:
+    def score(self, example: TextExample, outcome: Outcome | str) -> float:
+        prediction = prediction_text(outcome)
         return float(example.answer.lower() in prediction.lower())

@@ -20,13 +20,11 @@ per layer, which timesteps the cache kept at the end of the episode.
 
 from __future__ import annotations
 
-import dataclasses
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
+from namm_bench.interfaces import EpisodeExample, Outcome
 
 from .base import DataError
 from .rl_datasets import D4RL_REFERENCE, normalised_score
@@ -41,21 +39,32 @@ def _env_name(env_id: str) -> str:
 
 @dataclass
 class RlSuite:
-    """Trained agents found under ``agents`` (a directory of agent directories, or one agent)."""
+    """Trained agents found under ``model`` (``--model``: a directory of agent directories, one agent, or
+    a hub id), by default the agents shipped in the package."""
 
-    agents: Path | str | None = None
+    data_dir: str | None = None
+    model: Path | str | None = None
     name: str = "rl"
-    adapter: str = "decision_transformer"
+    modality: str = "rl"
+    default_adapter: str = "decision_transformer"
+    default_limit: int = 10
+    """Episodes per agent without ``--limit``."""
+    policy_options: dict[str, dict[str, Any]] = field(default_factory=lambda: {"l2": {"skip_layers": ()}})
+    """3 layers: skipping the LLM paper's first two L2 layers would leave one layer to prune."""
+
+    def __post_init__(self) -> None:
+        if self.data_dir is not None:
+            raise ValueError("suite rl runs trained agents: pass them with --model DIR (--data-dir does not apply)")
 
     def _root(self) -> Path:
-        return Path(self.agents) if self.agents is not None else _shipped_root()
+        return Path(self.model) if self.model is not None else _shipped_root()
 
     def agent_dirs(self) -> dict[str, Path | str]:
-        """Agent name -> checkpoint directory, or hub id when ``agents`` names one."""
-        from namm_bench.adapters import is_hub_id
+        """Agent name -> checkpoint directory, or hub id when ``model`` names one."""
+        from namm_bench.models import is_hub_id
 
-        if self.agents is not None and is_hub_id(self.agents):
-            return {str(self.agents).split("/")[-1]: str(self.agents)}
+        if self.model is not None and is_hub_id(self.model):
+            return {str(self.model).split("/")[-1]: str(self.model)}
         root = self._root()
         if (root / "agent.json").is_file():
             return {root.name: root}
@@ -69,8 +78,35 @@ class RlSuite:
         except DataError:
             return []
 
-    def run(self, spec) -> Path:
-        return run(spec)
+    def check(self, tasks: list[str]) -> None:
+        if not self.agent_dirs():  # a missing directory is a DataError naming it
+            raise DataError(f"no agents found in {self._root()}: train one with `namm-bench rl-train`")
+
+    def model_for(self, task: str, model: str | None) -> str:
+        """Each agent is its own model."""
+        return str(self.agent_dirs()[task])
+
+    def plan(self, variants: list[Any], protocol: str) -> list[tuple[str, Any]]:
+        """The window reference (full cache only) first, then every variant with the whole episode cached."""
+        full = [v for v in variants if v.policy == "full"]
+        return [("window", v) for v in full] + [("cached", v) for v in variants]
+
+    def examples(self, task, count_tokens, max_prompt_tokens, seed: int, limit: int | None) -> list[EpisodeExample]:
+        episodes = self.default_limit if limit is None else limit
+        return [EpisodeExample(task, f"episode-{s}", s) for s in range(seed, seed + episodes)]
+
+    def score(self, example: EpisodeExample, outcome: Outcome) -> float:
+        """The D4RL-normalised return / 100."""
+        return self.record(example, outcome)["normalised_return"] / 100.0
+
+    def record(self, example: EpisodeExample, outcome: Outcome) -> dict[str, Any]:
+        env_id = outcome.fields["env_id"]
+        return {"normalised_return": normalised_score(_env_name(env_id), outcome.fields["episode_return"])}
+
+    @staticmethod
+    def write_plots(rows: list[dict[str, Any]], out_dir: Path) -> list[tuple[Path, str]]:
+        """The suite's own report figures (the module's ``write_plots``)."""
+        return write_plots(rows, out_dir)
 
 
 def _shipped_root() -> Path:
@@ -78,87 +114,6 @@ def _shipped_root() -> Path:
     import namm_bench
 
     return Path(namm_bench.__file__).parent / "checkpoints" / "decision-transformers"
-
-
-def run(spec) -> Path:
-    """Run ``spec`` (a ``RunSpec`` with suite ``rl``): episodes x regimes x (policy, budget); resumable."""
-    from namm_bench.adapters import get_adapter
-    from namm_bench.adapters.decision_transformer import make_env, rollout
-    from namm_bench.budget import Budget
-    from namm_bench.results import ResultsStore, row_key
-    from namm_bench.runner import _make, code_version, load_namm, refuse_other_namm, resolve_match, variants
-
-    suite = RlSuite(spec.model)
-    agents = suite.agent_dirs()
-    tasks = spec.tasks or list(agents)
-    unknown = [t for t in tasks if t not in agents]
-    if unknown or not tasks:
-        raise ValueError(f"unknown agent(s) {', '.join(unknown) or '(none found)'}; known: {', '.join(agents)}")
-    episodes = spec.limit or 10
-    cached = variants(spec)
-    plan = [("window", None)] * ("full" in spec.policies) + [("cached", v) for v in cached]
-    namm = load_namm(spec)
-    store = ResultsStore(spec.out)
-    refuse_other_namm(store, namm)
-    done = store.done_keys()
-    namm_fraction = {
-        (r["task"], r["example_id"]): r["cache_fraction"]
-        for r in store.rows()
-        if r["suite"] == "rl" and r["policy"] == "namm" and r["protocol"] == "cached"
-    }
-    for task in tasks:
-        adapter = get_adapter(suite.adapter, str(agents[task]), device=spec.device)
-        env = make_env(adapter.agent.env_id)
-        env_name = _env_name(adapter.agent.env_id)
-        jobs = [(seed, regime, v) for seed in range(spec.seed, spec.seed + episodes) for regime, v in plan]
-        for seed, regime, variant in tqdm(jobs, desc=f"rl {task}", unit="episode", dynamic_ncols=True):
-            policy_name = "full" if variant is None else variant.policy
-            label = "none" if variant is None else variant.label
-            row: dict[str, Any] = {
-                "suite": "rl",
-                "task": task,
-                "example_id": f"episode-{seed}",
-                "model": adapter.model_name,
-                "policy": policy_name,
-                "budget": label,
-                "protocol": regime,
-                "long_inputs": "truncate",
-            }
-            if row_key(row) in done:
-                continue
-            budget = None if variant is None else variant.budget
-            budget = resolve_match(budget, namm_fraction.get((task, row["example_id"])), f"{task} {row['example_id']}")
-            began = time.perf_counter()
-            if regime == "window":
-                actor, policy = adapter.actor("window"), None
-            else:
-                policy = _make(policy_name, budget, namm)
-                if policy_name == "l2":  # 3 layers: skipping the LLM paper's first two would leave one to prune
-                    policy = dataclasses.replace(policy, skip_layers=())
-                actor = adapter.actor("cached", policy, spec.controller)
-            episode = rollout(adapter, env, actor, seed)
-            normalised = normalised_score(env_name, episode.episode_return)
-            row.update(
-                budget_ratio=budget.ratio if isinstance(budget, Budget) else None,
-                score=normalised / 100.0,
-                normalised_return=normalised,
-                episode_return=episode.episode_return,
-                length=episode.length,
-                cache_fraction=episode.cache_fraction,
-                tokens=3 * episode.length - 1 if regime == "cached" else 3 * min(episode.length, adapter.agent.context),
-                kept_timesteps=episode.kept_timesteps,
-                seconds=round(time.perf_counter() - began, 3),
-                policy_config=None if policy is None else policy.describe(),
-                target_return=adapter.agent.target_return,
-                interval=spec.controller.interval,
-                code_version=code_version(),
-                error=None,
-            )
-            store.append(row)
-            done.add(row_key(row))
-            if policy_name == "namm" and regime == "cached":
-                namm_fraction[(task, row["example_id"])] = episode.cache_fraction
-    return spec.out
 
 
 def write_plots(rows: list[dict[str, Any]], out_dir: Path) -> list[tuple[Path, str]]:

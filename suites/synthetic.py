@@ -29,7 +29,7 @@ import re
 import uuid
 from collections.abc import Callable
 
-from .base import TextExample, TokenCounter
+from .base import Outcome, TextExample, TokenCounter, prediction_text
 
 KINDS = ("passkey", "needle", "kv")
 LENGTHS = {"1k": 1024, "2k": 2048, "4k": 4096, "8k": 8192}
@@ -137,7 +137,12 @@ class SyntheticSuite:
     """
 
     name = "synthetic"
-    adapter = "llama"
+    modality = "text"
+    default_adapter = "llama"
+
+    def __init__(self, data_dir: str | None = None) -> None:
+        if data_dir is not None:
+            raise ValueError("suite synthetic generates its examples: --data-dir does not apply")
 
     def tasks(self) -> list[str]:
         return [f"{kind}_{suffix}" for kind in KINDS for suffix in LENGTHS]
@@ -160,7 +165,8 @@ class SyntheticSuite:
         counter = _CachedCounter(count_tokens)
         return [self._example(task, kind, target, counter, seed, i) for i in range(count)]
 
-    def score(self, example: TextExample, prediction: str) -> float:
+    def score(self, example: TextExample, outcome: Outcome | str) -> float:
+        prediction = prediction_text(outcome)
         kind = example.meta.get("kind") or _parse_task(example.task)[0]
         if kind == "kv":
             # A model that restates the question ("The value of key <k> is <v>") is not wrong:

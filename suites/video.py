@@ -24,14 +24,14 @@ kept (``frame_retention``) and, for generated videos, which frames show an event
 from __future__ import annotations
 
 import string
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
+from namm_bench.interfaces import VideoExample
 
-from .base import DataError, data_dir_from, read_jsonl
+from .base import DataError, Outcome, data_dir_from, prediction_text, read_jsonl
 from .video_generated import KINDS, generate
 
 GENERATED = {f"generated-{kind}": kind for kind in KINDS}
@@ -42,18 +42,8 @@ HUB = {"videomme": ("lmms-lab/Video-MME", "test")}
 """Hub benchmarks whose questions load with ``datasets`` when online (a local ``NAME.jsonl`` wins)."""
 
 
-@dataclass(frozen=True)
-class VideoExample:
-    """One question about one video: a file to decode (``video``) or a generated one (``seed``)."""
-
-    task: str
-    example_id: str
-    question: str
-    candidates: tuple[str, ...]
-    answer: int
-    video: str | None = None
-    seed: int | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
+def _generated_frames(seed: int, kind: str):
+    return generate(seed, kind, GENERATED_FRAMES).frames
 
 
 def _options_prompt(question: str, options: list[str]) -> str:
@@ -136,7 +126,8 @@ class VideoSuite:
 
     data_dir: str | Path | None = None
     name: str = "video"
-    adapter: str = "llava_next_video"
+    modality: str = "video"
+    default_adapter: str = "llava_next_video"
 
     def _dir(self) -> Path | None:
         return data_dir_from(self.data_dir, "NAMM_BENCH_VIDEO")
@@ -157,7 +148,8 @@ class VideoSuite:
         """What runs without ``--tasks``: the generated tasks and the local files (hub tasks only when named)."""
         return [*GENERATED, *self.files()]
 
-    def examples(self, task: str, seed: int, limit: int | None) -> list[VideoExample]:
+    def examples(self, task: str, count_tokens, max_prompt_tokens, seed: int, limit: int | None) -> list[VideoExample]:
+        """The task's questions (``count_tokens`` and ``max_prompt_tokens`` are unused: prompts are short)."""
         if task in GENERATED:
             kind = GENERATED[task]
             out = []
@@ -173,6 +165,7 @@ class VideoSuite:
                         video.answer,
                         seed=s,
                         meta={"event_frames": events},
+                        load_frames=partial(_generated_frames, s, kind),
                     )
                 )
             return out
@@ -183,97 +176,14 @@ class VideoSuite:
             return _hub_examples(task, self._dir() or Path.cwd(), limit)
         raise DataError(f"unknown video task {task!r}; known: {', '.join(self.tasks())}")
 
-    def run(self, spec) -> Path:
-        return run(spec)
+    def score(self, example: VideoExample, outcome: Outcome | str) -> float:
+        """1 if the chosen option is the answer."""
+        return float(prediction_text(outcome) == example.candidates[example.answer])
 
-
-def frames_of(example: VideoExample, adapter):
-    """The example's frames: generated from its seed, or decoded from its file by the adapter."""
-    if example.seed is not None:
-        return generate(example.seed, GENERATED[example.task], GENERATED_FRAMES).frames
-    return adapter.frames_of(example.video)
-
-
-def run(spec) -> Path:
-    """Run ``spec`` (a ``RunSpec`` with suite ``video``): examples x (policy, budget); resumable."""
-    from namm_bench.adapters import get_adapter
-    from namm_bench.adapters.llava_next_video import VideoError
-    from namm_bench.budget import Budget
-    from namm_bench.results import ResultsStore, row_key
-    from namm_bench.runner import _base_row, _make, load_namm, refuse_other_namm, resolve_match, variants
-
-    suite = VideoSuite(spec.data_dir)
-    tasks = spec.tasks or suite.default_tasks()
-    unknown = [t for t in tasks if t not in suite.tasks()]
-    if unknown:
-        raise ValueError(f"unknown task(s) {', '.join(unknown)} in suite video; known: {', '.join(suite.tasks())}")
-    if spec.limit is not None and spec.limit < 1:
-        raise ValueError(f"--limit must be >= 1, got {spec.limit}")
-    examples = [ex for task in tasks for ex in suite.examples(task, spec.seed, spec.limit)]  # bad files fail now
-    plan = variants(spec)
-    namm = load_namm(spec)
-    if spec.frames is not None and spec.fps is not None:
-        raise ValueError("give --frames or --fps, not both")
-    sampling = {"fps": spec.fps} if spec.fps is not None else {"num_frames": spec.frames or 32}
-    store = ResultsStore(spec.out)
-    refuse_other_namm(store, namm)
-    adapter = get_adapter(suite.adapter, spec.model, device=spec.device, **sampling)
-    done = store.done_keys()
-    namm_fraction = {
-        (r["task"], r["example_id"]): r["cache_fraction"]
-        for r in store.rows()
-        if r["suite"] == "video"
-        and r["policy"] == "namm"
-        and not r.get("error")
-        and r["protocol"] == spec.controller.protocol
-    }
-    frames_cache: dict[str, Any] = {}
-    jobs = [(ex, v) for ex in examples for v in plan]
-    for ex, variant in tqdm(jobs, desc="video", unit="run", dynamic_ncols=True):
-        row = _base_row(spec, suite.name, adapter.model_name, ex, variant)
-        if row_key(row) in done:
-            continue
-        began = time.perf_counter()
-        try:
-            if ex.example_id not in frames_cache:
-                frames_cache.clear()  # one video at a time in memory
-                frames_cache[ex.example_id] = frames_of(ex, adapter)
-            frames = frames_cache[ex.example_id]
-        except VideoError as err:
-            row.update(score=None, cache_fraction=None, error=str(err), answer=ex.answer, video=ex.video)
-            store.append(row)
-            done.add(row_key(row))
-            continue
-        budget = resolve_match(variant.budget, namm_fraction.get((ex.task, ex.example_id)), ex.example_id)
-        policy = _make(variant.policy, budget, namm)
-        result = adapter.answer(frames, ex.question, list(ex.candidates), policy, spec.controller)
-        stats = result.controller.stats
-        row.update(
-            budget_ratio=budget.ratio if isinstance(budget, Budget) else None,
-            score=float(result.choice == ex.answer),
-            cache_fraction=stats.cache_fraction,
-            cache_fraction_prompt=stats.prompt_fraction,
-            peak_kv_bytes=stats.peak_kv_bytes,
-            tokens=result.tokens,
-            frames=len(frames),
-            visual_tokens=result.video_span[1] - result.video_span[0],
-            seconds=round(time.perf_counter() - began, 3),
-            policy_calls=len(stats.calls),
-            retained_per_layer=result.controller.retained_per_layer(),
-            frame_retention=result.frame_retention(),
-            prediction=ex.candidates[result.choice],
-            candidate_scores=result.scores,
-            answer=ex.answer,
-            video=ex.video,
-            error=None,
-            policy_config=policy.describe(),
-            meta=ex.meta,
-        )
-        store.append(row)
-        done.add(row_key(row))
-        if variant.policy == "namm":
-            namm_fraction[(ex.task, ex.example_id)] = stats.cache_fraction
-    return spec.out
+    @staticmethod
+    def write_plots(rows: list[dict[str, Any]], out_dir: Path) -> list[tuple[Path, str]]:
+        """The suite's own report figures (the module's ``write_plots``)."""
+        return write_plots(rows, out_dir)
 
 
 def write_plots(rows: list[dict[str, Any]], out_dir: Path) -> list[tuple[Path, str]]:

@@ -37,9 +37,8 @@ def make_tiny_llama():
     return tiny_llama
 
 
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory):
-    """A local model directory (config, weights, tokenizer, chat template) with a 512-token context."""
+def save_tiny_tokenizer(directory) -> None:
+    """A byte-level BPE tokenizer (<s> = 0, </s> = 1) with a chat template, saved in ``directory``."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -50,10 +49,16 @@ def tiny_model_dir(tmp_path_factory):
     tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=300, special_tokens=["<s>", "</s>"]))
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>")
     fast.chat_template = "{% for m in messages %}<s>{{ m['content'] }}</s>{% endfor %}<s>"
+    fast.save_pretrained(directory)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A local model directory (config, weights, tokenizer, chat template) with a 512-token context."""
     directory = tmp_path_factory.mktemp("tiny-llama")
     model = tiny_llama(max_position_embeddings=512, bos_token_id=0, eos_token_id=1)
     model.save_pretrained(directory)
-    fast.save_pretrained(directory)
+    save_tiny_tokenizer(directory)
     return directory
 
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from namm_bench.adapters.decision_transformer import DecisionTransformerAdapter
-from namm_bench.adapters.decision_transformer_training import TrainConfig, Trajectories, train
 from namm_bench.cli import main
+from namm_bench.training.decision_transformer import TrainConfig, Trajectories, train
 
 
 def episodes(n=6, seed=0):

@@ -65,7 +65,7 @@ def test_bad_input_is_one_clear_error(tmp_path, capsys):
     assert run_rl(tmp_path / "typo", tmp_path / "out") == 2
     assert "unknown environment 'Hoper-v5'" in capsys.readouterr().err
     assert run_rl(tmp_path / "typo", tmp_path / "out", "--tasks", "ant") == 2
-    assert "unknown agent(s) ant" in capsys.readouterr().err
+    assert "unknown task(s) ant in suite rl; known: typo" in capsys.readouterr().err
     assert not (tmp_path / "out" / "results.jsonl").exists()
 
 

@@ -41,7 +41,7 @@ def test_tasks_are_kinds_major_with_four_lengths():
     assert tasks[:4] == ["passkey_1k", "passkey_2k", "passkey_4k", "passkey_8k"]
     assert tasks[4:8] == ["needle_1k", "needle_2k", "needle_4k", "needle_8k"]
     assert tasks[8:] == ["kv_1k", "kv_2k", "kv_4k", "kv_8k"]
-    assert SUITE.name == "synthetic" and SUITE.adapter == "llama"
+    assert SUITE.name == "synthetic" and SUITE.modality == "text" and SUITE.default_adapter == "llama"
 
 
 def test_registry_builds_the_suite():

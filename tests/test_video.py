@@ -222,9 +222,9 @@ def test_benchmark_files_with_a_missing_field_are_one_clear_error(tmp_path):
 
     (tmp_path / "bad.jsonl").write_text(json.dumps({"video": "v.mp4", "question": "q?", "answer": "A"}) + "\n")
     with pytest.raises(DataError, match=r"bad.jsonl:1: row lacks options"):
-        VideoSuite(tmp_path).examples("bad", 0, None)
+        VideoSuite(tmp_path).examples("bad", None, None, 0, None)
     with pytest.raises(DataError, match="unknown video task"):
-        VideoSuite(tmp_path).examples("nope", 0, None)
+        VideoSuite(tmp_path).examples("nope", None, None, 0, None)
 
 
 def test_video_mme_questions_come_from_the_hub_and_videos_from_the_data_dir(tmp_path, monkeypatch):
@@ -239,7 +239,7 @@ def test_video_mme_questions_come_from_the_hub_and_videos_from_the_data_dir(tmp_
     fake = types.SimpleNamespace(load_dataset=lambda name, split: asked.append((name, split)) or rows)
     monkeypatch.setitem(sys.modules, "datasets", fake)
     assert "videomme" in VideoSuite(tmp_path).tasks() and "videomme" not in VideoSuite(tmp_path).default_tasks()
-    (ex,) = VideoSuite(tmp_path).examples("videomme", 0, None)
+    (ex,) = VideoSuite(tmp_path).examples("videomme", None, None, 0, None)
     assert asked == [("lmms-lab/Video-MME", "test")]
     assert ex.video == str(tmp_path / "abc.mp4") and ex.answer == 1 and ex.candidates == ("A", "B")
     assert ex.question.splitlines() == [
@@ -254,4 +254,4 @@ def test_video_mme_questions_come_from_the_hub_and_videos_from_the_data_dir(tmp_
 
     monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=offline))
     with pytest.raises(DataError, match="videomme.jsonl in --data-dir"):
-        VideoSuite(tmp_path).examples("videomme", 0, None)
+        VideoSuite(tmp_path).examples("videomme", None, None, 0, None)

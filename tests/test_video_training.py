@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from namm_bench.adapters import llava_next_video_training as training
-from namm_bench.adapters.llava_next_video_training import VideoTrainConfig, frame_targets, train
+from namm_bench.training import llava_next_video as training
+from namm_bench.training.llava_next_video import VideoTrainConfig, frame_targets, train
 
 
 def tiny_builder(directory):

@@ -31,10 +31,12 @@ import torch
 from tqdm.auto import tqdm
 
 from ..files import refuse_overwrite, write_atomic, write_figure
+from ..models import choose_adapter, make_adapter, make_suite
 from ..namm.checkpoint import CONFIG_FILE as NAMM_CONFIG_FILE
 from ..namm.checkpoint import PARAMS_FILE as NAMM_PARAMS_FILE
 from ..namm.checkpoint import NammCheckpoint, load_checkpoint, save_checkpoint
 from ..namm.features import RunningStats
+from ..registry import ADAPTERS
 from .cmaes import CMAES
 from .config import ConfigError, EvolutionConfig, config_from_dict, load_config
 from .distributed import World, barrier, broadcast, close_world, init_world, sum_over_ranks
@@ -74,18 +76,16 @@ def evolve(
     ``stop_after`` ends the run once that many generations are done (the config's stages stay the
     plan; a later ``--resume`` continues the same trajectory).
     """
-    from namm_bench.adapters import get_adapter
-    from namm_bench.suites import get_suite
-
     config = load_config(config_path)
-    suite = get_suite(config.suite)
+    suite = make_suite(config.suite)
     config.validate(suite.tasks())
     if stop_after is not None and stop_after < 1:
         raise ConfigError(f"--stop-after must be at least 1, got {stop_after}")
     end = min(stop_after or config.total_generations, config.total_generations)
     out = Path(out)
     state = _open_run(out, config, resume)  # everything a user can get wrong is checked before writing
-    model_sha256 = model_fingerprint(config.model)
+    adapter_name = choose_adapter(config.model, None, getattr(suite, "default_adapter", None))
+    model_sha256 = model_fingerprint(ADAPTERS.get(adapter_name).model_directory(config.model))
     if state is not None and state.setdefault("model_sha256", model_sha256) != model_sha256:
         raise EvolutionError(
             f"--resume: the model's files differ from those {out} was started with "
@@ -93,7 +93,7 @@ def evolve(
         )
     world = init_world(device)
     try:
-        adapter = get_adapter(suite.adapter, config.model, device=device)
+        adapter = make_adapter(adapter_name, config.model, device=device)
         fitness = FITNESS[config.fitness](adapter, suite, config)
         pools = example_pools(config, suite, adapter)
         if state is None:
@@ -297,19 +297,13 @@ def _open_run(out: Path, config: EvolutionConfig, resume: bool) -> dict[str, Any
 MODEL_FILES = ("config.json", "*.safetensors", "*.bin", "*.pt", "*.gguf")
 
 
-def model_fingerprint(model: str | None) -> str | None:
-    """sha256 over a local model's config and weight files; None for a hub id.
+def model_fingerprint(directory: Path | None) -> str | None:
+    """sha256 over a local model's config and weight files; None for a hub model (no directory).
 
     The run's config holds only the model's path, and a resumed run must load the same weights to
     continue the same trajectory (a relative path or replaced files would change them silently).
     """
-    from namm_bench.adapters.llama import EMBEDDED, embedded_model_dir
-
-    if model in (None, EMBEDDED):
-        directory = embedded_model_dir()
-    elif Path(model).is_dir():
-        directory = Path(model)
-    else:
+    if directory is None:
         return None
     files = sorted({p for pattern in MODEL_FILES for p in directory.rglob(pattern) if p.is_file()})
     digest = hashlib.sha256()
@@ -388,6 +382,12 @@ def plot_fitness(rows: list[dict[str, Any]], path: Path) -> None:
     write_figure(fig, path)
 
 
+def _default_model(suite_name: str) -> str:
+    """The name of the model a run without ``model`` evolved on: its suite's default adapter's."""
+    suite = make_suite(suite_name)
+    return ADAPTERS.get(choose_adapter(None, None, getattr(suite, "default_adapter", None))).default_model
+
+
 def export(run_dir: str | Path, to: str | Path | None = None, force: bool = False) -> Path:
     """Write the run's CMA-ES mean as a namm-bench checkpoint (safetensors + JSON) with provenance.
 
@@ -395,8 +395,6 @@ def export(run_dir: str | Path, to: str | Path | None = None, force: bool = Fals
     provenance is the last one measured, that of the mean which sampled the last generation
     (``fitness_generation``).
     """
-    from namm_bench.adapters.llama import EMBEDDED
-
     from ..runner import code_version
 
     run_dir = Path(run_dir)
@@ -417,7 +415,7 @@ def export(run_dir: str | Path, to: str | Path | None = None, force: bool = Fals
         "fitness": last["mean_solution"],
         "normalised_score": last["mean_solution_score"],
         "cache_fraction": last["mean_solution_cache_fraction"],
-        "model": config.model or EMBEDDED,
+        "model": config.model or _default_model(config.suite),
         "model_sha256": state.get("model_sha256"),
         "suite": config.suite,
         "init": config.init or None,

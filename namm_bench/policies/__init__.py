@@ -1,27 +1,37 @@
-"""Memory policies, one file each, found by name."""
+"""Memory policies, one file each, found by name in ``namm_bench.registry.POLICIES``.
+
+Each is an entry point of group ``namm_bench.policies`` (namm-bench's own in its
+``pyproject.toml``): a ``MemoryPolicy`` subclass that sets ``takes_budget`` if it is built with a
+``budget``.
+"""
 
 from __future__ import annotations
 
 from ..budget import Budget
+from ..registry import POLICIES
 from .base import MemoryPolicy
 from .full import FullCache
 from .h2o import H2O
 from .l2 import L2Norm
 from .namm import NAMM
+from .scorer import ScorerPolicy
 
-POLICIES: dict[str, type[MemoryPolicy]] = {"full": FullCache, "h2o": H2O, "l2": L2Norm, "namm": NAMM}
-BUDGETED = frozenset({"h2o", "l2"})
-"""Policies that take a budget; the others have none (full) or an emergent one (namm)."""
+__all__ = ["FullCache", "H2O", "L2Norm", "MemoryPolicy", "NAMM", "POLICIES", "ScorerPolicy", "make_policy"]
 
-__all__ = ["BUDGETED", "FullCache", "H2O", "L2Norm", "MemoryPolicy", "NAMM", "POLICIES", "make_policy"]
+
+def policy_class(name: str) -> type[MemoryPolicy]:
+    """The class registered as ``name``, checked to be a ``MemoryPolicy``."""
+    cls = POLICIES.get(name)
+    if not (isinstance(cls, type) and issubclass(cls, MemoryPolicy)):
+        raise ValueError(f"policy {name!r} is registered as {cls!r}, which is not a MemoryPolicy subclass")
+    return cls
 
 
 def make_policy(name: str, budget: Budget | None = None, **options) -> MemoryPolicy:
-    """Build the policy registered as ``name``; budgeted policies need a ``budget``."""
-    if name not in POLICIES:
-        raise ValueError(f"unknown policy {name!r}; known policies: {', '.join(POLICIES)}")
-    if name in BUDGETED:
+    """Build the policy registered as ``name``; policies that take a budget need one."""
+    cls = policy_class(name)
+    if cls.takes_budget:
         if budget is None:
             raise ValueError(f"policy {name!r} needs a budget (a ratio such as 0.25 or a token count)")
-        return POLICIES[name](budget=budget, **options)
-    return POLICIES[name](**options)
+        return cls(budget=budget, **options)
+    return cls(**options)

@@ -20,6 +20,8 @@ class MemoryPolicy:
 
     name: ClassVar[str] = "base"
     needs_attention: ClassVar[bool] = False
+    takes_budget: ClassVar[bool] = False
+    """Whether the policy is built with a ``budget`` (``--budget`` applies to it)."""
 
     def reset(self, num_layers: int) -> None:
         """Forget everything about the previous sequence."""

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from ..budget import Budget
-from .base import MemoryPolicy, gather_tokens, top_k_chronological
+from .base import gather_tokens
+from .scorer import ScorerPolicy
 
 
 @dataclass
-class H2O(MemoryPolicy):
+class H2O(ScorerPolicy):
     """Keep the keys with the largest accumulated attention, plus the most recent ones.
 
     Zhang et al., "H2O: Heavy-Hitter Oracle for Efficient Generative Inference of Large Language
@@ -29,7 +29,6 @@ class H2O(MemoryPolicy):
         Share of the budget given to heavy hitters; the rest is the recent window (paper: half).
     """
 
-    budget: Budget = field(default_factory=lambda: Budget(ratio=0.25))
     heavy_fraction: float = 0.5
 
     name = "h2o"
@@ -50,18 +49,17 @@ class H2O(MemoryPolicy):
             received[..., : previous.shape[-1]] += previous
         self._scores[layer] = received
 
-    def select(self, layer, keys, values, positions, tokens_seen):
+    def score(self, layer, keys, values, positions, tokens_seen):
         n = keys.shape[2]
-        keep = self.budget.keep(tokens_seen, n)
-        if keep >= n:
-            return None
+        keep = self.keep_count(layer, n, tokens_seen)
         recent = keep - int(keep * self.heavy_fraction)
         scores = self._scores[layer].clone()
-        if recent > 0:
+        if recent > 0:  # the recent window always stays
             scores[..., n - recent :] = torch.inf
-        idx = top_k_chronological(scores, keep)
+        return scores
+
+    def kept(self, layer, idx):
         self._scores[layer] = gather_tokens(self._scores[layer], idx)
-        return idx
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "budget": str(self.budget), "heavy_fraction": self.heavy_fraction}
+        return {**super().describe(), "heavy_fraction": self.heavy_fraction}

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from ..budget import Budget
-from .base import MemoryPolicy, top_k_chronological
+from .scorer import ScorerPolicy
 
 
 @dataclass
-class L2Norm(MemoryPolicy):
+class L2Norm(ScorerPolicy):
     """Keep the keys with the lowest L2 norm, per KV head.
 
     Devoto et al., "A Simple and Effective L2 Norm-Based Strategy for KV Cache Compression",
@@ -30,7 +29,6 @@ class L2Norm(MemoryPolicy):
         No pruning while the layer holds fewer entries than this.
     """
 
-    budget: Budget = field(default_factory=lambda: Budget(ratio=0.25))
     skip_layers: tuple[int, ...] = (0, 1)
     min_length: int = 0
 
@@ -42,24 +40,23 @@ class L2Norm(MemoryPolicy):
     def reset(self, num_layers: int) -> None:
         self._num_layers = num_layers
 
-    def select(self, layer, keys, values, positions, tokens_seen):
-        n = keys.shape[2]
-        if layer in self.skip_layers or n < self.min_length:
-            return None
+    def keep_count(self, layer, cache_length, tokens_seen):
+        if layer in self.skip_layers or cache_length < self.min_length:
+            return cache_length
         # the whole-cache average per layer, before this layer's own length caps it
         keep = self.budget.keep(tokens_seen, tokens_seen)
         skipped = sum(1 for i in set(self.skip_layers) if 0 <= i < self._num_layers)
         if skipped:
             pruned = self._num_layers - skipped
-            keep = max(1, (self._num_layers * keep - skipped * tokens_seen) // pruned) if pruned else n
-        if keep >= n:
-            return None
-        return top_k_chronological(-keys.float().norm(dim=-1), keep)
+            keep = max(1, (self._num_layers * keep - skipped * tokens_seen) // pruned) if pruned else cache_length
+        return keep
+
+    def score(self, layer, keys, values, positions, tokens_seen):
+        return -keys.float().norm(dim=-1)
 
     def describe(self) -> dict[str, Any]:
         return {
-            "name": self.name,
-            "budget": str(self.budget),
+            **super().describe(),
             "skip_layers": list(self.skip_layers),
             "min_length": self.min_length,
         }

@@ -31,11 +31,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from namm_bench.adapters.llava_next_video import LlavaNextVideoAdapter, build_embedded, trainable_state
 from namm_bench.files import refuse_overwrite, write_atomic
 from namm_bench.suites.video_generated import KINDS, generate
 from namm_bench.training_runs import RunFiles, check_run, rewind_log, save_state, start_run
-
-from .llava_next_video import LlavaNextVideoAdapter, build_embedded, trainable_state
 
 TRAIN_SEEDS = 1_000_000
 """Training videos use seeds from here on; evaluation uses 0, 1, 2 ..."""

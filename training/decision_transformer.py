@@ -24,11 +24,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from namm_bench.adapters.decision_transformer import AGENT_FILE, AgentSpec
 from namm_bench.files import refuse_overwrite
 from namm_bench.suites.rl_datasets import ENVIRONMENTS
 from namm_bench.training_runs import RunFiles, check_run, rewind_log, save_state, start_run
-
-from .decision_transformer import AGENT_FILE, AgentSpec
 
 TARGET_RETURNS = {"hopper": 3600.0, "walker2d": 5000.0}  # Chen et al.'s conditioning returns
 

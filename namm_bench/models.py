@@ -1,0 +1,90 @@
+"""Which adapter runs a model, and building adapters and suites by name from the registries."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+from typing import Any
+
+from .registry import ADAPTERS, SUITES
+
+
+def is_hub_id(model: str | Path) -> bool:
+    """Whether ``--model`` names a hub repository (``org/name``) rather than a local path."""
+    text = str(model)
+    return not Path(text).exists() and text.count("/") == 1 and not text.startswith((".", "/", "~"))
+
+
+def model_type(model: str | Path) -> str | None:
+    """``config.model_type`` of a local model directory or hub id; None when it has none to read.
+
+    A hub id is read through ``transformers.AutoConfig`` (online, or from the Hugging Face cache).
+    """
+    path = Path(model)
+    if path.is_dir():
+        config = path / "config.json"
+        if not config.is_file():
+            return None
+        try:
+            return json.loads(config.read_text()).get("model_type")
+        except (json.JSONDecodeError, AttributeError) as err:
+            raise ValueError(f"{config} is not a JSON object: {err}") from err
+    if is_hub_id(model):
+        try:
+            from transformers import AutoConfig
+
+            return AutoConfig.from_pretrained(str(model)).model_type
+        except (OSError, ValueError):
+            return None
+    return None
+
+
+def adapter_for_model_type(kind: str) -> str | None:
+    """The registered adapter whose ``model_types`` holds ``kind`` (None if none does)."""
+    for name, cls in ADAPTERS.items():
+        if kind in getattr(cls, "model_types", ()):
+            return name
+    return None
+
+
+def choose_adapter(model: str | None, requested: str | None = None, default: str | None = None) -> str:
+    """The adapter's registry name: ``requested`` (``--adapter``), else by the model's
+    ``config.model_type``, else ``default`` (the suite's adapter for its default model)."""
+    if requested is not None:
+        ADAPTERS.get(requested)  # an unknown name is an error listing the known ones
+        return requested
+    if model is not None:
+        kind = model_type(model)
+        if kind is not None:
+            name = adapter_for_model_type(kind)
+            if name is None:
+                served = {n: list(getattr(c, "model_types", ())) for n, c in ADAPTERS.items()}
+                raise ValueError(
+                    f"no adapter serves model type {kind!r} of {model}; adapters and their model types: {served}. "
+                    "Pass --adapter NAME to choose one"
+                )
+            return name
+    if default is None:
+        raise ValueError(f"cannot tell which adapter runs {model}: it has no config.json; pass --adapter NAME")
+    return default
+
+
+def make_adapter(name: str, model: str | None = None, **options: Any) -> Any:
+    """Build the adapter registered as ``name`` on ``model``; options it does not take are an error."""
+    cls = ADAPTERS.get(name)
+    accepted = inspect.signature(cls).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+        unknown = sorted(k for k in options if k not in accepted)
+        if unknown:
+            raise ValueError(f"adapter {name} takes no option {', '.join(unknown)}")
+    return cls(model, **options)
+
+
+def make_suite(name: str, data_dir: str | None = None, model: str | None = None) -> Any:
+    """Build the suite registered as ``name``; ``model`` goes to suites whose tasks depend on it."""
+    factory = SUITES.get(name)
+    kwargs: dict[str, Any] = {"data_dir": data_dir}
+    if "model" in inspect.signature(factory).parameters:
+        kwargs["model"] = model
+    return factory(**kwargs)

@@ -1,0 +1,59 @@
+"""``--model DIR`` picks its adapter from ``config.model_type``; ``--adapter`` overrides."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import TINY, save_tiny_tokenizer
+
+from namm_bench.cli import main
+from namm_bench.models import choose_adapter
+from namm_bench.results import ResultsStore
+
+
+def _save(kind: str, directory):
+    import transformers
+
+    config_cls, model_cls = {
+        "qwen2": (transformers.Qwen2Config, transformers.Qwen2ForCausalLM),
+        "mistral": (transformers.MistralConfig, transformers.MistralForCausalLM),
+    }[kind]
+    torch.manual_seed(0)
+    config = config_cls(**{**TINY, "max_position_embeddings": 512, "bos_token_id": 0, "eos_token_id": 1})
+    model_cls(config).save_pretrained(directory)
+    save_tiny_tokenizer(directory)
+    return directory
+
+
+@pytest.mark.parametrize("kind", ["qwen2", "mistral"])
+def test_run_picks_the_text_adapter_from_the_model_type(kind, tmp_path):
+    model = _save(kind, tmp_path / kind)
+    out = tmp_path / "out"
+    args = ["run", "synthetic", "--model", str(model), "--tasks", "passkey_1k", "--limit", "1", "--policies", "full"]
+    assert main([*args, "--out", str(out)]) == 0
+    (row,) = ResultsStore(out).rows()
+    assert row["adapter"] == "llama" and row["model"] == str(model) and row["error"] is None
+
+
+def test_model_type_without_an_adapter_is_one_clear_error(tmp_path, capsys):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    assert main(["run", "synthetic", "--model", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "no adapter serves model type 'bert'" in err and "--adapter" in err
+
+
+def test_adapter_flag_overrides_and_unknown_names_are_refused(tiny_model_dir, tiny_dt):
+    assert choose_adapter(str(tiny_model_dir)) == "llama"
+    assert choose_adapter(str(tiny_dt)) == "decision_transformer"
+    assert choose_adapter(None, default="llava_next_video") == "llava_next_video"
+    assert choose_adapter(str(tiny_model_dir), requested="llama") == "llama"
+    with pytest.raises(ValueError, match="unknown adapter 'gpt9'"):
+        choose_adapter(str(tiny_model_dir), requested="gpt9")
+
+
+def test_an_adapter_of_another_modality_is_refused(tiny_model_dir, tmp_path, capsys):
+    args = ["run", "synthetic", "--model", str(tiny_model_dir), "--adapter", "decision_transformer"]
+    assert main([*args, "--out", str(tmp_path)]) == 2
+    assert "runs rl examples; suite synthetic has text examples" in capsys.readouterr().err
