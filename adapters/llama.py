@@ -208,6 +208,24 @@ class LlamaAdapter:
         return max(1, min(shared, len(ids) - 1))
 
     # ----------------------------------------------------------------- running
+    def new_cache(self):
+        """An empty cache for one sequence."""
+        from transformers import DynamicCache
+
+        return DynamicCache(config=self.model.config)
+
+    def forward_tokens(self, cache, ids: torch.Tensor, start: int, end: int, last_only: bool = True) -> torch.Tensor:
+        """Logits of the tokens ``ids`` (1, end - start) at absolute positions start..end-1, appended to ``cache``
+        (the last position's only unless ``last_only`` is False)."""
+        out = self.model(
+            input_ids=ids,
+            position_ids=torch.arange(start, end, device=self.device)[None],
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1 if last_only else 0,
+        )
+        return out.logits
+
     def attention_modules(self) -> list[torch.nn.Module]:
         return [m for m in self.model.modules() if hasattr(m, "layer_idx") and hasattr(m, "num_key_value_groups")]
 
@@ -216,22 +234,13 @@ class LlamaAdapter:
         self, example: TextExample, policy: MemoryPolicy, config: ControllerConfig, truncate: bool = True
     ) -> Generation:
         """Greedy answer of ``example`` with ``policy`` managing the cache (``truncate``: see ``build_prompt``)."""
-        from transformers import DynamicCache
-
         began = time.perf_counter()
         prompt = self.build_prompt(example, truncate)
-        cache = DynamicCache(config=self.model.config)
+        cache = self.new_cache()
         controller = MemoryController(policy, config)
 
         def forward(ids: torch.Tensor, start: int, end: int) -> torch.Tensor:
-            out = self.model(
-                input_ids=ids,
-                position_ids=torch.arange(start, end, device=self.device)[None],
-                past_key_values=cache,
-                use_cache=True,
-                logits_to_keep=1,
-            )
-            return out.logits[:, -1]
+            return self.forward_tokens(cache, ids, start, end)[:, -1]
 
         new: list[int] = []
         with controller.attach(self.model, cache, self.attention_modules()):

@@ -52,6 +52,29 @@ def save_tiny_tokenizer(directory) -> None:
     fast.save_pretrained(directory)
 
 
+TEXT_FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "phi3")
+
+
+def save_tiny_family(kind: str, directory):
+    """A tiny random causal LM of family ``kind`` (TINY's shape, 512-token context) with the tiny tokenizer."""
+    import transformers
+
+    config_cls, model_cls = {
+        "llama": (transformers.LlamaConfig, transformers.LlamaForCausalLM),
+        "mistral": (transformers.MistralConfig, transformers.MistralForCausalLM),
+        "qwen2": (transformers.Qwen2Config, transformers.Qwen2ForCausalLM),
+        "qwen3": (transformers.Qwen3Config, transformers.Qwen3ForCausalLM),
+        "phi3": (transformers.Phi3Config, transformers.Phi3ForCausalLM),
+    }[kind]
+    torch.manual_seed(0)
+    config = config_cls(
+        **{**TINY, "max_position_embeddings": 512, "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1}
+    )
+    model_cls(config).save_pretrained(directory)
+    save_tiny_tokenizer(directory)
+    return directory
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A local model directory (config, weights, tokenizer, chat template) with a 512-token context."""

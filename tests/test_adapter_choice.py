@@ -5,31 +5,16 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
-from conftest import TINY, save_tiny_tokenizer
+from conftest import save_tiny_family
 
 from namm_bench.cli import main
 from namm_bench.models import choose_adapter
 from namm_bench.results import ResultsStore
 
 
-def _save(kind: str, directory):
-    import transformers
-
-    config_cls, model_cls = {
-        "qwen2": (transformers.Qwen2Config, transformers.Qwen2ForCausalLM),
-        "mistral": (transformers.MistralConfig, transformers.MistralForCausalLM),
-    }[kind]
-    torch.manual_seed(0)
-    config = config_cls(**{**TINY, "max_position_embeddings": 512, "bos_token_id": 0, "eos_token_id": 1})
-    model_cls(config).save_pretrained(directory)
-    save_tiny_tokenizer(directory)
-    return directory
-
-
 @pytest.mark.parametrize("kind", ["qwen2", "mistral"])
 def test_run_picks_the_text_adapter_from_the_model_type(kind, tmp_path):
-    model = _save(kind, tmp_path / kind)
+    model = save_tiny_family(kind, tmp_path / kind)
     out = tmp_path / "out"
     args = ["run", "synthetic", "--model", str(model), "--tasks", "passkey_1k", "--limit", "1", "--policies", "full"]
     assert main([*args, "--out", str(out)]) == 0
