@@ -336,6 +336,25 @@ class LlavaNextVideoAdapter:
         mask = (ids == self.model.config.video_token_id)[..., None].expand_as(embeds)
         return embeds.masked_scatter(mask, features.to(embeds.dtype))
 
+    def new_cache(self):
+        """An empty cache for one sequence of the language model."""
+        from transformers import DynamicCache
+
+        return DynamicCache(config=self.model.model.language_model.config)
+
+    def forward_tokens(self, cache, inputs: torch.Tensor, start: int, end: int, last_only: bool = True) -> torch.Tensor:
+        """Logits of ``inputs`` (token ids, or embeddings with the visual tokens merged) at positions
+        start..end-1, appended to ``cache`` (the last position's only unless ``last_only`` is False)."""
+        kind = "input_ids" if not inputs.is_floating_point() else "inputs_embeds"
+        out = self.model(
+            **{kind: inputs},
+            position_ids=torch.arange(start, end, device=self.device)[None],
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1 if last_only else 0,
+        )
+        return out.logits
+
     def attention_modules(self) -> list[torch.nn.Module]:
         lm = self.model.model.language_model
         return [m for m in lm.modules() if hasattr(m, "layer_idx") and hasattr(m, "num_key_value_groups")]
@@ -345,25 +364,16 @@ class LlavaNextVideoAdapter:
         self, frames: np.ndarray, question: str, candidates: list[str], policy: MemoryPolicy, config: ControllerConfig
     ) -> VideoAnswer:
         """Pick one of ``candidates`` for ``question`` about ``frames`` with ``policy`` managing the cache."""
-        from transformers import DynamicCache
-
         began = time.perf_counter()
         ids, span = self.prompt_ids(question, len(frames))
         cand = self.candidate_ids(candidates)
         embeds = self.embed(ids, self.video_features(frames))
         lm = self.model.model.language_model
-        cache = DynamicCache(config=lm.config)
+        cache = self.new_cache()
         controller = MemoryController(policy, config)
 
         def forward(start: int, end: int) -> torch.Tensor:
-            out = self.model(
-                inputs_embeds=embeds[:, start:end],
-                position_ids=torch.arange(start, end, device=self.device)[None],
-                past_key_values=cache,
-                use_cache=True,
-                logits_to_keep=1,
-            )
-            return out.logits[:, -1]
+            return self.forward_tokens(cache, embeds[:, start:end], start, end)[:, -1]
 
         with controller.attach(lm, cache, self.attention_modules()):
             logits = controller.prefill(forward, ids.shape[1], question_start=span[1])

@@ -1,4 +1,5 @@
-"""Conformance kit: what every text adapter must hold, checked on a (tiny) model it has loaded.
+"""Conformance kit: what every adapter of a language model (text, or video whose visual tokens enter the
+language model's cache) must hold, checked on a (tiny) model it has loaded.
 
 Outside packages call ``check_text_adapter(adapter)`` from their own tests; it runs every
 property and raises one ``ConformanceError`` naming each property that failed. The adapter must
@@ -19,7 +20,8 @@ Properties (``PROPERTIES``):
   the prompt and a smaller peak);
 - retention: every layer is managed (but sliding-window ones, which keep their own window) and
   reported, one count per KV head;
-- bad input: an example that cannot fit the model is one ``ValueError``, not a traceback.
+- bad input: an example that cannot run (an answer longer than the context; a video example
+  without a video) is one ``ValueError`` naming it, not a traceback.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import torch
 
 from .budget import Budget
 from .controller import ControllerConfig, MemoryController
-from .interfaces import RunOptions, TextExample
+from .interfaces import RunOptions, TextExample, VideoExample
 from .policies.base import MemoryPolicy
 from .policies.full import FullCache
 from .policies.h2o import H2O
@@ -183,14 +185,17 @@ def check_text_adapter(
             raise AssertionError(f"entries now per layer {h2o.retained_per_layer()}")
 
     def bad_input() -> None:
-        too_long = TextExample("conformance", "too-long", "x", "?", "", max_new_tokens=10**7)
+        if getattr(adapter, "modality", "text") == "video":  # a video example with no video
+            bad: Any = VideoExample("conformance", "no-video", "?", ("a", "b"), 0)
+        else:  # an answer longer than the model's context
+            bad = TextExample("conformance", "too-long", "x", "?", "", max_new_tokens=10**7)
         try:
-            adapter.run(too_long, FullCache(), config, RunOptions())
+            adapter.run(bad, FullCache(), config, RunOptions())
         except ValueError as err:
-            if "too-long" not in str(err):
+            if bad.example_id not in str(err):
                 raise AssertionError(f"the error does not name the example: {err}") from err
         else:
-            raise AssertionError("an answer longer than the model's context ran")
+            raise AssertionError(f"{bad} ran")
 
     check("keep-all", keep_all)
     check("pruned = masked", pruned_equals_masked)

@@ -23,6 +23,12 @@ def test_every_text_family_passes_the_kit(family_adapter):
     assert check_text_adapter(family_adapter) == list(PROPERTIES)
 
 
+def test_llava_next_video_passes_the_kit(tiny_video_dir):
+    from namm_bench.adapters.llava_next_video import LlavaNextVideoAdapter
+
+    assert check_text_adapter(LlavaNextVideoAdapter(str(tiny_video_dir))) == list(PROPERTIES)
+
+
 class PositionsFromCacheLength(LlamaAdapter):
     """A common bug: new tokens placed at the cache's length instead of their absolute position."""
 
