@@ -97,6 +97,12 @@ def managed_layers(text_config: Any) -> list[int]:
     return [i for i, kind in enumerate(types) if kind != "sliding_attention"]
 
 
+def _check_eviction_mattered(masked: torch.Tensor, full: torch.Tensor, atol: float) -> None:
+    """The masked reference must differ from the full one, or the pruned check could not fail."""
+    if (masked - full).abs().max() <= 5 * atol:
+        raise AssertionError("evicting the tokens changed no output: this model cannot tell a pruned run")
+
+
 def _additive(allowed: torch.Tensor) -> torch.Tensor:
     return torch.zeros(allowed.shape).masked_fill(~allowed, torch.finfo(torch.float32).min)[None, None]
 
@@ -144,6 +150,7 @@ def check_text_adapter(
                 ids, attention_mask=mask, position_ids=torch.arange(length, device=adapter.device)[None]
             ).logits[0]
         torch.testing.assert_close(logits, reference.float().cpu(), atol=atol, rtol=1e-4)
+        _check_eviction_mattered(reference.float().cpu(), stock, atol)
 
     def kept_positions() -> None:
         _, controller = run_controlled(adapter, ids, _EvictAtFirstCall(evict=evict), prompt_len, config)
@@ -203,6 +210,117 @@ def check_text_adapter(
     check("accounting", accounting)
     check("retention", retention)
     check("bad input", bad_input)
+    if failures:
+        raise ConformanceError(f"{type(adapter).__name__} fails the conformance kit:\n- " + "\n- ".join(failures))
+    return list(PROPERTIES)
+
+
+def check_decision_transformer_adapter(adapter: Any, steps: int = 20, atol: float = 2e-5, seed: int = 0) -> list[str]:
+    """The kit's properties for an adapter whose model acts step by step (``actor("cached", policy, config)``
+    with ``act``/``record``, as the Decision Transformer's): a scripted episode of ``steps`` timesteps,
+    3 cache entries each, against the stock model over the whole history."""
+    model, agent = adapter.model, adapter.agent
+    cfg = model.config
+    config = ControllerConfig(chunk_size=16, interval=12)
+    rng = torch.Generator().manual_seed(seed)
+    states = torch.randn(steps, cfg.state_dim, generator=rng)
+    actions = torch.rand(steps, cfg.act_dim, generator=rng) * 2 - 1
+    rtg = torch.linspace(agent.target_return, agent.target_return / 2, steps)
+    tokens = 3 * steps - 1  # the last action never enters the cache
+    failures: list[str] = []
+
+    def act(policy: MemoryPolicy):
+        actor = adapter.actor("cached", policy, config)
+        try:
+            preds = []
+            for t in range(steps):
+                preds.append(torch.as_tensor(actor.act(states[t].numpy(), float(rtg[t]), t)))
+                actor.record(actions[t].numpy())
+        finally:
+            actor.close()
+        return torch.stack(preds).float(), actor.controller
+
+    def inputs():
+        s = adapter.normalise(states.numpy())[None]
+        r = (rtg / agent.return_scale)[None, :, None].to(adapter.device)
+        return s, actions[None].to(adapter.device), r, torch.arange(steps, device=adapter.device)[None]
+
+    def check(name: str, test: Callable[[], None]) -> None:
+        try:
+            test()
+        except Exception as err:  # every failure is reported with its property, whatever raised it
+            failures.append(f"{name} ({PROPERTIES[name]}): {type(err).__name__}: {err}")
+
+    def keep_all() -> None:
+        s, a, r, t = inputs()
+        with torch.inference_mode():
+            stock = model(states=s, actions=a, returns_to_go=r, timesteps=t).action_preds[0].float().cpu()
+        torch.testing.assert_close(act(FullCache())[0], stock, atol=atol, rtol=1e-4)
+
+    evict = tuple(range(3, config.interval - 2))
+
+    def pruned_equals_masked() -> None:
+        preds, controller = act(_EvictAtFirstCall(evict=evict))
+        first = controller.stats.calls[0]["tokens_seen"]
+        s, a, r, t = inputs()
+        with torch.inference_mode():
+            time = model.embed_timestep(t)
+            parts = (model.embed_return(r) + time, model.embed_state(s) + time, model.embed_action(a) + time)
+            stacked = model.embed_ln(torch.stack(parts, dim=2).reshape(1, 3 * steps, cfg.hidden_size))
+            allowed = torch.ones(3 * steps, 3 * steps, dtype=torch.bool).tril()
+            allowed[first:, list(evict)] = False
+            hidden = model.encoder(
+                inputs_embeds=stacked,
+                attention_mask=_additive(allowed).to(adapter.device),
+                position_ids=torch.zeros(1, 3 * steps, dtype=torch.long, device=adapter.device),
+            ).last_hidden_state
+            reference = model.predict_action(hidden[0, 1::3]).float().cpu()
+        torch.testing.assert_close(preds, reference, atol=atol, rtol=1e-4)
+        _check_eviction_mattered(reference, act(FullCache())[0], atol)
+
+    def kept_positions() -> None:
+        _, controller = act(_EvictAtFirstCall(evict=evict))
+        want = [p for p in range(tokens) if p not in evict]
+        for layer in range(len(controller.retained_per_layer())):
+            if any(head != want for head in controller.positions(layer)[0].tolist()):
+                raise AssertionError(f"layer {layer} keeps other positions than {want[:12]}...")
+
+    budget = 6
+
+    def accounting() -> None:
+        _, full = act(FullCache())
+        expected = 2 * cfg.n_layer * tokens * cfg.hidden_size * 4  # float32 keys and values, every head
+        if full.stats.cache_fraction != 1.0 or full.stats.peak_kv_bytes != expected:
+            raise AssertionError(f"full cache: fraction {full.stats.cache_fraction}, peak {full.stats.peak_kv_bytes}")
+        _, h2o = act(H2O(budget=Budget(tokens=budget)))
+        if not (h2o.stats.cache_fraction < 0.5 and h2o.stats.peak_kv_bytes < expected / 2):
+            raise AssertionError(
+                f"budget {budget}: fraction {h2o.stats.cache_fraction}, peak {h2o.stats.peak_kv_bytes}"
+            )
+
+    def retention() -> None:
+        if [m.layer_idx for m in adapter.attention_modules()] != list(range(cfg.n_layer)):
+            raise AssertionError(f"attention modules of layers {[m.layer_idx for m in adapter.attention_modules()]}")
+        _, h2o = act(H2O(budget=Budget(tokens=budget)))
+        if h2o.stats.calls[-1]["retained"] != [[budget] * cfg.n_head] * cfg.n_layer:
+            raise AssertionError(f"retained per layer and head {h2o.stats.calls[-1]['retained']}")
+
+    def bad_input() -> None:
+        try:  # the window regime recomputes the last K timesteps: no memory policy applies
+            adapter.actor("window", H2O(budget=Budget(tokens=budget)))
+        except ValueError:
+            return
+        raise AssertionError("a memory policy was accepted by the window regime")
+
+    for name, test in [
+        ("keep-all", keep_all),
+        ("pruned = masked", pruned_equals_masked),
+        ("kept positions", kept_positions),
+        ("accounting", accounting),
+        ("retention", retention),
+        ("bad input", bad_input),
+    ]:
+        check(name, test)
     if failures:
         raise ConformanceError(f"{type(adapter).__name__} fails the conformance kit:\n- " + "\n- ".join(failures))
     return list(PROPERTIES)

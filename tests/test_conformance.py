@@ -51,3 +51,10 @@ def test_a_broken_adapter_fails_naming_its_property(tiny_model_dir):
     assert "pruned = masked (a pruned run equals a masked full forward, new tokens at their true positions)" in message
     # only that property breaks: with nothing evicted the cache length is the position
     assert message.count("\n- ") == 1
+
+
+def test_the_decision_transformer_passes_the_kit(tiny_dt):
+    from namm_bench.adapters.decision_transformer import DecisionTransformerAdapter
+    from namm_bench.testing import check_decision_transformer_adapter
+
+    assert check_decision_transformer_adapter(DecisionTransformerAdapter(str(tiny_dt))) == list(PROPERTIES)
