@@ -54,7 +54,7 @@ class ConformanceError(AssertionError):
 
 
 @dataclass
-class _EvictAtFirstCall(MemoryPolicy):
+class EvictAtFirstCall(MemoryPolicy):
     """Evicts the tokens at ``evict`` (absolute positions) from every layer and head at the first call."""
 
     evict: tuple[int, ...] = ()
@@ -97,6 +97,19 @@ def managed_layers(text_config: Any) -> list[int]:
     return [i for i, kind in enumerate(types) if kind != "sliding_attention"]
 
 
+def _run_checks(adapter: Any, checks: list[Callable[[], None]]) -> list[str]:
+    """Run one check per property (in ``PROPERTIES`` order); raise one error naming every failure."""
+    failures = []
+    for name, check in zip(PROPERTIES, checks, strict=True):
+        try:
+            check()
+        except Exception as err:  # every failure is reported with its property, whatever raised it
+            failures.append(f"{name} ({PROPERTIES[name]}): {type(err).__name__}: {err}")
+    if failures:
+        raise ConformanceError(f"{type(adapter).__name__} fails the conformance kit:\n- " + "\n- ".join(failures))
+    return list(PROPERTIES)
+
+
 def _check_eviction_mattered(masked: torch.Tensor, full: torch.Tensor, atol: float) -> None:
     """The masked reference must differ from the full one, or the pruned check could not fail."""
     if (masked - full).abs().max() <= 5 * atol:
@@ -121,13 +134,6 @@ def check_text_adapter(
     ids = torch.randint(0, text.vocab_size, (1, length), generator=generator).to(adapter.device)
     with torch.inference_mode():
         stock = adapter.model(ids).logits[0].float().cpu()
-    failures: list[str] = []
-
-    def check(name: str, test: Callable[[], None]) -> None:
-        try:
-            test()
-        except Exception as err:  # every failure is reported with its property, whatever raised it
-            failures.append(f"{name} ({PROPERTIES[name]}): {type(err).__name__}: {err}")
 
     def keep_all() -> None:
         logits, _ = run_controlled(adapter, ids, FullCache(), prompt_len, config)
@@ -136,7 +142,7 @@ def check_text_adapter(
     evict = tuple(range(3, config.interval - 2, 3))
 
     def pruned_equals_masked() -> None:
-        logits, _ = run_controlled(adapter, ids, _EvictAtFirstCall(evict=evict), prompt_len, config)
+        logits, _ = run_controlled(adapter, ids, EvictAtFirstCall(evict=evict), prompt_len, config)
         causal = torch.ones(length, length, dtype=torch.bool).tril()
         allowed = causal.clone()
         allowed[config.interval :, list(evict)] = False
@@ -153,7 +159,7 @@ def check_text_adapter(
         _check_eviction_mattered(reference.float().cpu(), stock, atol)
 
     def kept_positions() -> None:
-        _, controller = run_controlled(adapter, ids, _EvictAtFirstCall(evict=evict), prompt_len, config)
+        _, controller = run_controlled(adapter, ids, EvictAtFirstCall(evict=evict), prompt_len, config)
         for layer in range(len(controller.retained_per_layer())):
             kept = controller.positions(layer)[0].tolist()
             want = [p for p in range(length) if p not in evict]
@@ -204,15 +210,7 @@ def check_text_adapter(
         else:
             raise AssertionError(f"{bad} ran")
 
-    check("keep-all", keep_all)
-    check("pruned = masked", pruned_equals_masked)
-    check("kept positions", kept_positions)
-    check("accounting", accounting)
-    check("retention", retention)
-    check("bad input", bad_input)
-    if failures:
-        raise ConformanceError(f"{type(adapter).__name__} fails the conformance kit:\n- " + "\n- ".join(failures))
-    return list(PROPERTIES)
+    return _run_checks(adapter, [keep_all, pruned_equals_masked, kept_positions, accounting, retention, bad_input])
 
 
 def check_decision_transformer_adapter(adapter: Any, steps: int = 20, atol: float = 2e-5, seed: int = 0) -> list[str]:
@@ -227,7 +225,6 @@ def check_decision_transformer_adapter(adapter: Any, steps: int = 20, atol: floa
     actions = torch.rand(steps, cfg.act_dim, generator=rng) * 2 - 1
     rtg = torch.linspace(agent.target_return, agent.target_return / 2, steps)
     tokens = 3 * steps - 1  # the last action never enters the cache
-    failures: list[str] = []
 
     def act(policy: MemoryPolicy):
         actor = adapter.actor("cached", policy, config)
@@ -245,12 +242,6 @@ def check_decision_transformer_adapter(adapter: Any, steps: int = 20, atol: floa
         r = (rtg / agent.return_scale)[None, :, None].to(adapter.device)
         return s, actions[None].to(adapter.device), r, torch.arange(steps, device=adapter.device)[None]
 
-    def check(name: str, test: Callable[[], None]) -> None:
-        try:
-            test()
-        except Exception as err:  # every failure is reported with its property, whatever raised it
-            failures.append(f"{name} ({PROPERTIES[name]}): {type(err).__name__}: {err}")
-
     def keep_all() -> None:
         s, a, r, t = inputs()
         with torch.inference_mode():
@@ -260,7 +251,7 @@ def check_decision_transformer_adapter(adapter: Any, steps: int = 20, atol: floa
     evict = tuple(range(3, config.interval - 2))
 
     def pruned_equals_masked() -> None:
-        preds, controller = act(_EvictAtFirstCall(evict=evict))
+        preds, controller = act(EvictAtFirstCall(evict=evict))
         first = controller.stats.calls[0]["tokens_seen"]
         s, a, r, t = inputs()
         with torch.inference_mode():
@@ -279,7 +270,7 @@ def check_decision_transformer_adapter(adapter: Any, steps: int = 20, atol: floa
         _check_eviction_mattered(reference, act(FullCache())[0], atol)
 
     def kept_positions() -> None:
-        _, controller = act(_EvictAtFirstCall(evict=evict))
+        _, controller = act(EvictAtFirstCall(evict=evict))
         want = [p for p in range(tokens) if p not in evict]
         for layer in range(len(controller.retained_per_layer())):
             if any(head != want for head in controller.positions(layer)[0].tolist()):
@@ -312,15 +303,4 @@ def check_decision_transformer_adapter(adapter: Any, steps: int = 20, atol: floa
             return
         raise AssertionError("a memory policy was accepted by the window regime")
 
-    for name, test in [
-        ("keep-all", keep_all),
-        ("pruned = masked", pruned_equals_masked),
-        ("kept positions", kept_positions),
-        ("accounting", accounting),
-        ("retention", retention),
-        ("bad input", bad_input),
-    ]:
-        check(name, test)
-    if failures:
-        raise ConformanceError(f"{type(adapter).__name__} fails the conformance kit:\n- " + "\n- ".join(failures))
-    return list(PROPERTIES)
+    return _run_checks(adapter, [keep_all, pruned_equals_masked, kept_positions, accounting, retention, bad_input])

@@ -1,7 +1,5 @@
 """The memory controller on a tiny random Llama: masks, positions, protocols and statistics."""
 
-from dataclasses import dataclass
-
 import pytest
 import torch
 from transformers import DynamicCache
@@ -9,7 +7,7 @@ from transformers import DynamicCache
 from namm_bench.budget import Budget
 from namm_bench.controller import ControllerConfig, MemoryController
 from namm_bench.policies import make_policy
-from namm_bench.policies.base import MemoryPolicy
+from namm_bench.testing import EvictAtFirstCall
 
 SMALL = ControllerConfig(chunk_size=32, interval=64)
 
@@ -64,21 +62,9 @@ def test_keep_all_policies_equal_the_unpruned_model(model, ids, policy):
     assert model.config._attn_implementation == "sdpa"  # restored after eager runs
 
 
-@dataclass
-class EvictFixed(MemoryPolicy):
-    """Evicts the same token positions from every layer and head at the first call."""
-
-    evict: tuple[int, ...] = ()
-    name = "evict-fixed"
-
-    def select(self, layer, keys, values, positions, tokens_seen):
-        keep = [j for j in range(keys.shape[2]) if int(positions[0, 0, j]) not in self.evict]
-        return torch.tensor(keep).expand(keys.shape[0], keys.shape[1], len(keep))
-
-
 def test_pruned_keys_keep_positions_and_new_tokens_continue_at_true_positions(model, ids):
     evict = tuple(range(5, 40, 3))
-    logits, controller = run_controlled(model, ids, EvictFixed(evict=evict), prompt_len=64)
+    logits, controller = run_controlled(model, ids, EvictAtFirstCall(evict=evict), prompt_len=64)
     # Reference: one unpruned pass where queries from position 64 on cannot see the evicted keys.
     n = ids.shape[1]
     allowed = torch.ones(n, n, dtype=torch.bool).tril()
