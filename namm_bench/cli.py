@@ -133,7 +133,7 @@ def _evolve(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .evolution.trainer import export
+    from .evolution.export import export
 
     path = export(args.run_dir, args.to, force=args.force)
     print(f"wrote {path / 'namm.safetensors'} and {path / 'namm.json'}")

@@ -9,14 +9,12 @@ from typing import Any
 
 import pandas as pd
 
-from .files import write_atomic, write_figure
+from .files import write_atomic
 from .registry import SUITES
+from .report_plots import FULL_POLICY, column_label, is_missing, write_layer_heatmap, write_plot
 from .results import ResultsStore
 
 logger = logging.getLogger(__name__)
-
-FULL_POLICY = "full"
-NO_BUDGET = "none"
 
 GROUP_FIELDS: tuple[str, ...] = ("model", "suite", "task", "policy", "budget", "protocol")
 """Columns identifying a group of the summary (``model`` has a single value in most runs)."""
@@ -85,7 +83,7 @@ def summary_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
         stream = df["long_inputs"] == "stream"
         df.loc[stream, "policy"] = df.loc[stream, "policy"] + " (stream)"
 
-    failed = df["error"].map(lambda e: not _is_missing(e) and e != "").astype(bool)
+    failed = df["error"].map(lambda e: not is_missing(e) and e != "").astype(bool)
     ok = ~failed
 
     def ok_mean_input(column: str, scale: float = 1.0) -> pd.Series:
@@ -170,7 +168,7 @@ def write_report(out_dir: Path) -> tuple[Path, Path]:
     write_atomic(csv_path, summary.to_csv(index=False, float_format="%.4f", lineterminator="\n"))
     markdown, tables = _markdown(summary, rows)
     write_atomic(out_dir / "report.tex", _latex(tables))
-    if write_plot(summary, out_dir / "report.png"):
+    if write_plot(normalised_frame(summary), out_dir / "report.png"):
         markdown += "\n![normalised score against cache %](report.png)\n"
     if write_layer_heatmap(rows, out_dir / "report-layers.png"):
         markdown += "\n![share of each layer's tokens kept, per memory policy](report-layers.png)\n"
@@ -199,7 +197,7 @@ def normalised_frame(summary: pd.DataFrame) -> pd.DataFrame:
         ratios, caches = [], []
         for _, row in group.iterrows():
             reference, score = row["paired_full"], row["paired_score"]
-            if _is_missing(reference) or reference <= 0 or _is_missing(score):
+            if is_missing(reference) or reference <= 0 or is_missing(score):
                 continue
             ratios.append(100.0 * score / reference)
             caches.append(row["cache_pct"])
@@ -207,81 +205,6 @@ def normalised_frame(summary: pd.DataFrame) -> pd.DataFrame:
             out.append((model, suite, protocol, policy, budget, _nanmean(ratios), _nanmean(caches), len(ratios)))
     columns = [*keys, "policy", "budget", "normalised", "cache_pct", "tasks"]
     return pd.DataFrame(out, columns=columns)
-
-
-def write_plot(summary: pd.DataFrame, path: Path) -> Path | None:
-    """Normalised score against cache % per policy (one point per budget); None if nothing to plot."""
-    frame = normalised_frame(summary)
-    if frame.empty or set(frame["policy"]) == {FULL_POLICY}:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    groups = list(dict.fromkeys(zip(frame["model"], frame["suite"], frame["protocol"], strict=True)))
-    fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4), squeeze=False)
-    for ax, (model, suite, protocol) in zip(axes[0], groups, strict=True):
-        part = frame[(frame["model"] == model) & (frame["suite"] == suite) & (frame["protocol"] == protocol)]
-        for policy in dict.fromkeys(part["policy"]):
-            points = part[part["policy"] == policy].sort_values("cache_pct")
-            style = "*" if policy == FULL_POLICY else "o-"
-            ax.plot(points["cache_pct"], points["normalised"], style, label=policy, ms=9 if policy == "namm" else 6)
-        ax.set_title(f"{suite} ({protocol})\n{model}", fontsize=9)
-        ax.set_xlabel("cache %")
-        ax.set_ylabel("score / full-cache score (x100)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    write_figure(fig, path)
-    return path
-
-
-def column_label(policy: str, budget: Any) -> str:
-    """Return the markdown column name of a (policy, budget): ``full``, ``namm``, ``h2o 0.25``."""
-    if _is_missing(budget) or str(budget) == NO_BUDGET:
-        return str(policy)
-    return f"{policy} {budget}"
-
-
-def write_layer_heatmap(rows: list[dict[str, Any]], path: Path) -> Path | None:
-    """Heat map of the share of each layer's tokens that memory policies kept; None without such rows.
-
-    One line per (suite, policy, budget), one column per layer: retained entries per KV head at the
-    end of the answer / tokens processed, averaged over that group's examples.
-    """
-    shares: dict[str, list[list[float]]] = {}
-    for r in rows:
-        layers, processed = r.get("retained_per_layer"), (r.get("tokens") or 0) + (r.get("new_tokens") or 0)
-        if r.get("policy") == FULL_POLICY or not layers or processed <= 0 or r.get("error"):
-            continue
-        label = f"{r['suite']}: {column_label(r['policy'], r.get('budget'))}"
-        if r.get("long_inputs") == "stream" and "(stream)" not in label:
-            label += " (stream)"
-        shares.setdefault(label, []).append([n / processed for n in layers])
-    shares = {k: v for k, v in shares.items() if len({len(x) for x in v}) == 1}  # one model shape per line
-    if not shares:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    labels = list(shares)
-    width = max(len(v[0]) for v in shares.values())
-    grid = [[math.nan] * width for _ in labels]
-    for i, label in enumerate(labels):
-        runs = shares[label]
-        for layer in range(len(runs[0])):
-            grid[i][layer] = 100.0 * sum(run[layer] for run in runs) / len(runs)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.25 * width + 3), 0.4 * len(labels) + 1.6))
-    image = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=0, vmax=100)
-    ax.set_yticks(range(len(labels)), labels, fontsize=8)
-    ax.set_xlabel("layer")
-    fig.colorbar(image, ax=ax, label="tokens kept %")
-    fig.tight_layout()
-    write_figure(fig, path)
-    return path
 
 
 def _latex(tables: list[tuple[str, pd.DataFrame]]) -> str:
@@ -303,7 +226,7 @@ def _markdown(summary: pd.DataFrame, rows: list[dict[str, Any]]) -> tuple[str, l
     if len(models) == 1:
         lines.append(f"Model: `{models[0]}`")
         lines.append("")
-    versions = sorted({str(r["code_version"]) for r in rows if not _is_missing(r.get("code_version"))})
+    versions = sorted({str(r["code_version"]) for r in rows if not is_missing(r.get("code_version"))})
     lines.append(f"{len(rows)} result rows" + (f"; code version {', '.join(versions)}" if versions else "") + ".")
     lines.append("")
     tables = []
@@ -430,24 +353,19 @@ def _problems(section: pd.DataFrame) -> list[str]:
 
 def _cell(score: float, cache_pct: float, se: float = math.nan) -> str:
     """Format a table cell like ``95.0 / 25.3``, or ``95.0 ± 2.1 / 25.3`` with a standard error; missing is ``-``."""
-    spread = "" if _is_missing(se) else f" ± {se:.1f}"
+    spread = "" if is_missing(se) else f" ± {se:.1f}"
     return f"{_number(score)}{spread} / {_number(cache_pct)}"
 
 
 def _number(value: float) -> str:
-    return "-" if _is_missing(value) else f"{value:.1f}"
+    return "-" if is_missing(value) else f"{value:.1f}"
 
 
 def _nanmean(values: list[float]) -> float:
-    present = [v for v in values if not _is_missing(v)]
+    present = [v for v in values if not is_missing(v)]
     return sum(present) / len(present) if present else math.nan
 
 
 def _table(frame: pd.DataFrame) -> str:
     # disable_numparse keeps "95.0 / 25.3" and counts exactly as written.
     return frame.to_markdown(index=False, disable_numparse=True, stralign="left")
-
-
-def _is_missing(value: Any) -> bool:
-    """True for None and NaN (pandas turns missing JSON fields into NaN)."""
-    return value is None or (isinstance(value, float) and math.isnan(value))
