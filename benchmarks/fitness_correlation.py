@@ -26,7 +26,7 @@ from namm_bench.evolution.config import load_config
 from namm_bench.evolution.fitness import FastFitness, PaperFitness
 from namm_bench.evolution.trainer import _fitness, example_pools, load_state, sample_examples, score_members
 from namm_bench.files import write_atomic
-from namm_bench.models import choose_adapter
+from namm_bench.models import suite_adapter
 from namm_bench.namm.features import RunningStats
 from namm_bench.suites import get_suite
 
@@ -47,7 +47,7 @@ def main() -> None:
 
     config = load_config(args.config)
     suite = get_suite(config.suite)
-    adapter = get_adapter(choose_adapter(config.model, None, suite.default_adapter), config.model)
+    adapter = get_adapter(suite_adapter(suite, config.model), config.model)
     _, stage = config.stage_at(args.generation)
     examples = sample_examples(config, example_pools(config, suite, adapter), args.generation)
     fast, paper = FastFitness(adapter, suite, config), PaperFitness(adapter, suite, config)

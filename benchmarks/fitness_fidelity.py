@@ -27,7 +27,7 @@ from namm_bench.controller import ControllerConfig
 from namm_bench.evolution.config import FAST_EVICTIONS, load_config
 from namm_bench.evolution.fitness import FastFitness, member_checkpoint, stream_answer
 from namm_bench.files import write_atomic
-from namm_bench.models import choose_adapter
+from namm_bench.models import suite_adapter
 from namm_bench.namm.checkpoint import load_checkpoint
 from namm_bench.policies.namm import NAMM
 from namm_bench.runner import ANSWER_RESERVE, SHIPPED_NAMM
@@ -46,7 +46,7 @@ def main() -> None:
 
     config = load_config(args.config)
     suite = get_suite(config.suite)
-    adapter = get_adapter(choose_adapter(config.model, None, suite.default_adapter), config.model)
+    adapter = get_adapter(suite_adapter(suite, config.model), config.model)
     ckpt = load_checkpoint(args.checkpoint)
     seed = config.pool_seed if args.seed is None else args.seed
     examples = suite.examples(

@@ -70,6 +70,11 @@ def choose_adapter(model: str | None, requested: str | None = None, default: str
     return default
 
 
+def suite_adapter(suite: Any, model: str | None, requested: str | None = None) -> str:
+    """``choose_adapter`` for ``model`` on ``suite``: its ``default_adapter`` serves the default model."""
+    return choose_adapter(model, requested, getattr(suite, "default_adapter", None))
+
+
 def make_adapter(name: str, model: str | None = None, **options: Any) -> Any:
     """Build the adapter registered as ``name`` on ``model``; options it does not take are an error."""
     cls = ADAPTERS.get(name)

@@ -17,7 +17,7 @@ from . import __version__
 from .budget import MATCH, Budget
 from .controller import ControllerConfig
 from .interfaces import ExampleError, RunOptions
-from .models import choose_adapter, make_adapter, make_suite
+from .models import make_adapter, make_suite, suite_adapter
 from .namm.checkpoint import NammCheckpoint, load_checkpoint
 from .policies import MemoryPolicy, make_policy, policy_class
 from .registry import ADAPTERS
@@ -206,7 +206,7 @@ def run_suite(spec: RunSpec) -> Path:
 
 def load_adapter(spec: RunSpec, suite: Any, model: str | None) -> Any:
     """The adapter that runs ``model`` (``--adapter``, else by its model type, else the suite's default)."""
-    name = choose_adapter(model, spec.adapter, getattr(suite, "default_adapter", None))
+    name = suite_adapter(suite, model, spec.adapter)
     adapter_cls = ADAPTERS.get(name)
     if getattr(adapter_cls, "modality", suite.modality) != suite.modality:
         raise ValueError(

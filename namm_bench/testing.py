@@ -97,6 +97,18 @@ def managed_layers(text_config: Any) -> list[int]:
     return [i for i, kind in enumerate(types) if kind != "sliding_attention"]
 
 
+def _memoised(run: Callable[[MemoryPolicy], Any], policies: dict[str, Callable[[], MemoryPolicy]]):
+    """``run`` of each named policy, done once: several properties read the same run."""
+    done: dict[str, Any] = {}
+
+    def get(name: str) -> Any:
+        if name not in done:
+            done[name] = run(policies[name]())
+        return done[name]
+
+    return get
+
+
 def _run_checks(adapter: Any, checks: list[Callable[[], None]]) -> list[str]:
     """Run one check per property (in ``PROPERTIES`` order); raise one error naming every failure."""
     failures = []
@@ -135,14 +147,22 @@ def check_text_adapter(
     with torch.inference_mode():
         stock = adapter.model(ids).logits[0].float().cpu()
 
-    def keep_all() -> None:
-        logits, _ = run_controlled(adapter, ids, FullCache(), prompt_len, config)
-        torch.testing.assert_close(logits, stock, atol=atol, rtol=1e-4)
-
     evict = tuple(range(3, config.interval - 2, 3))
+    budget = 8
+    runs = _memoised(
+        lambda policy: run_controlled(adapter, ids, policy, prompt_len, config),
+        {
+            "full": FullCache,
+            "evict": lambda: EvictAtFirstCall(evict=evict),
+            "h2o": lambda: H2O(budget=Budget(tokens=budget)),
+        },
+    )
+
+    def keep_all() -> None:
+        torch.testing.assert_close(runs("full")[0], stock, atol=atol, rtol=1e-4)
 
     def pruned_equals_masked() -> None:
-        logits, _ = run_controlled(adapter, ids, EvictAtFirstCall(evict=evict), prompt_len, config)
+        logits, _ = runs("evict")
         causal = torch.ones(length, length, dtype=torch.bool).tril()
         allowed = causal.clone()
         allowed[config.interval :, list(evict)] = False
@@ -159,7 +179,7 @@ def check_text_adapter(
         _check_eviction_mattered(reference.float().cpu(), stock, atol)
 
     def kept_positions() -> None:
-        _, controller = run_controlled(adapter, ids, EvictAtFirstCall(evict=evict), prompt_len, config)
+        _, controller = runs("evict")
         for layer in range(len(controller.retained_per_layer())):
             kept = controller.positions(layer)[0].tolist()
             want = [p for p in range(length) if p not in evict]
@@ -169,10 +189,9 @@ def check_text_adapter(
     managed = managed_layers(text)
     kv_heads = text.num_key_value_heads
     head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
-    budget = 8
 
     def accounting() -> None:
-        _, full = run_controlled(adapter, ids, FullCache(), prompt_len, config)
+        _, full = runs("full")
         element = adapter.model.dtype.itemsize
         expected = 2 * len(managed) * kv_heads * length * head_dim * element
         if full.stats.cache_fraction != 1.0 or full.stats.peak_kv_bytes != expected:
@@ -180,7 +199,7 @@ def check_text_adapter(
                 f"full cache: fraction {full.stats.cache_fraction}, peak {full.stats.peak_kv_bytes} bytes; "
                 f"expected 1.0 and {expected}"
             )
-        _, h2o = run_controlled(adapter, ids, H2O(budget=Budget(tokens=budget)), prompt_len, config)
+        _, h2o = runs("h2o")
         if abs(h2o.stats.prompt_fraction - budget / prompt_len) > 1e-9:
             raise AssertionError(f"budget {budget}: fraction {h2o.stats.prompt_fraction} after {prompt_len} tokens")
         if not h2o.stats.peak_kv_bytes < expected / 2:
@@ -190,7 +209,7 @@ def check_text_adapter(
         modules = adapter.attention_modules()
         if [m.layer_idx for m in modules] != managed:
             raise AssertionError(f"attention modules of layers {[m.layer_idx for m in modules]}")
-        _, h2o = run_controlled(adapter, ids, H2O(budget=Budget(tokens=budget)), prompt_len, config)
+        _, h2o = runs("h2o")
         retained = h2o.stats.calls[-1]["retained"]
         if retained != [[budget] * kv_heads] * len(managed):
             raise AssertionError(f"retained per layer and head {retained}")
@@ -242,18 +261,26 @@ def check_decision_transformer_adapter(adapter: Any, steps: int = 20, atol: floa
         r = (rtg / agent.return_scale)[None, :, None].to(adapter.device)
         return s, actions[None].to(adapter.device), r, torch.arange(steps, device=adapter.device)[None]
 
-    def keep_all() -> None:
-        s, a, r, t = inputs()
-        with torch.inference_mode():
-            stock = model(states=s, actions=a, returns_to_go=r, timesteps=t).action_preds[0].float().cpu()
-        torch.testing.assert_close(act(FullCache())[0], stock, atol=atol, rtol=1e-4)
-
+    s, a, r, t = inputs()
+    with torch.inference_mode():
+        stock = model(states=s, actions=a, returns_to_go=r, timesteps=t).action_preds[0].float().cpu()
     evict = tuple(range(3, config.interval - 2))
+    budget = 6
+    runs = _memoised(
+        act,
+        {
+            "full": FullCache,
+            "evict": lambda: EvictAtFirstCall(evict=evict),
+            "h2o": lambda: H2O(budget=Budget(tokens=budget)),
+        },
+    )
+
+    def keep_all() -> None:
+        torch.testing.assert_close(runs("full")[0], stock, atol=atol, rtol=1e-4)
 
     def pruned_equals_masked() -> None:
-        preds, controller = act(EvictAtFirstCall(evict=evict))
+        preds, controller = runs("evict")
         first = controller.stats.calls[0]["tokens_seen"]
-        s, a, r, t = inputs()
         with torch.inference_mode():
             time = model.embed_timestep(t)
             parts = (model.embed_return(r) + time, model.embed_state(s) + time, model.embed_action(a) + time)
@@ -267,23 +294,21 @@ def check_decision_transformer_adapter(adapter: Any, steps: int = 20, atol: floa
             ).last_hidden_state
             reference = model.predict_action(hidden[0, 1::3]).float().cpu()
         torch.testing.assert_close(preds, reference, atol=atol, rtol=1e-4)
-        _check_eviction_mattered(reference, act(FullCache())[0], atol)
+        _check_eviction_mattered(reference, stock, atol)
 
     def kept_positions() -> None:
-        _, controller = act(EvictAtFirstCall(evict=evict))
+        _, controller = runs("evict")
         want = [p for p in range(tokens) if p not in evict]
         for layer in range(len(controller.retained_per_layer())):
             if any(head != want for head in controller.positions(layer)[0].tolist()):
                 raise AssertionError(f"layer {layer} keeps other positions than {want[:12]}...")
 
-    budget = 6
-
     def accounting() -> None:
-        _, full = act(FullCache())
+        _, full = runs("full")
         expected = 2 * cfg.n_layer * tokens * cfg.hidden_size * 4  # float32 keys and values, every head
         if full.stats.cache_fraction != 1.0 or full.stats.peak_kv_bytes != expected:
             raise AssertionError(f"full cache: fraction {full.stats.cache_fraction}, peak {full.stats.peak_kv_bytes}")
-        _, h2o = act(H2O(budget=Budget(tokens=budget)))
+        _, h2o = runs("h2o")
         if not (h2o.stats.cache_fraction < 0.5 and h2o.stats.peak_kv_bytes < expected / 2):
             raise AssertionError(
                 f"budget {budget}: fraction {h2o.stats.cache_fraction}, peak {h2o.stats.peak_kv_bytes}"
@@ -292,7 +317,7 @@ def check_decision_transformer_adapter(adapter: Any, steps: int = 20, atol: floa
     def retention() -> None:
         if [m.layer_idx for m in adapter.attention_modules()] != list(range(cfg.n_layer)):
             raise AssertionError(f"attention modules of layers {[m.layer_idx for m in adapter.attention_modules()]}")
-        _, h2o = act(H2O(budget=Budget(tokens=budget)))
+        _, h2o = runs("h2o")
         if h2o.stats.calls[-1]["retained"] != [[budget] * cfg.n_head] * cfg.n_layer:
             raise AssertionError(f"retained per layer and head {h2o.stats.calls[-1]['retained']}")
 

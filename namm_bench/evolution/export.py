@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from ..files import refuse_overwrite
-from ..models import choose_adapter, make_suite
+from ..models import make_suite, suite_adapter
 from ..namm.checkpoint import CONFIG_FILE as NAMM_CONFIG_FILE
 from ..namm.checkpoint import PARAMS_FILE as NAMM_PARAMS_FILE
 from ..namm.checkpoint import NammCheckpoint, save_checkpoint
@@ -20,7 +20,7 @@ from .trainer import EvolutionError, load_state, read_run_config
 def _default_model(suite_name: str) -> str:
     """The name of the model a run without ``model`` evolved on: its suite's default adapter's."""
     suite = make_suite(suite_name)
-    return ADAPTERS.get(choose_adapter(None, None, getattr(suite, "default_adapter", None))).default_model
+    return ADAPTERS.get(suite_adapter(suite, None)).default_model
 
 
 def export(run_dir: str | Path, to: str | Path | None = None, force: bool = False) -> Path:

@@ -56,21 +56,13 @@ def stream_answer(
 
     A NAMM ``policy`` may start from ``prefix``, the same prompt's run up to its first policy call.
     """
-    from transformers import DynamicCache
-
     model, device = adapter.model, adapter.device
     ids = torch.cat([prompt.ids, torch.tensor([answer], device=device)], dim=1)
-    cache = DynamicCache(config=model.config)
+    cache = adapter.new_cache()
     memory = MemoryController(policy, controller)
 
-    def forward(start: int, end: int, keep: int = 1) -> torch.Tensor:
-        return model(
-            input_ids=ids[:, start:end],
-            position_ids=torch.arange(start, end, device=device)[None],
-            past_key_values=cache,
-            use_cache=True,
-            logits_to_keep=keep,
-        ).logits[0]
+    def forward(start: int, end: int, last_only: bool = True) -> torch.Tensor:
+        return adapter.forward_tokens(cache, ids[:, start:end], start, end, last_only)[0]
 
     with memory.attach(model, cache, adapter.attention_modules()):
         if prefix is not None:
@@ -80,7 +72,7 @@ def stream_answer(
             memory.resume_at_call(prefix.tokens_seen)
         logits = [memory.prefill(lambda s, e: forward(s, e)[-1:], prompt.ids.shape[1])]
         if len(answer) > 1:  # answer[i] is predicted at answer[i - 1]: feed all but the last
-            logits.append(memory.step(lambda s, e: forward(s, e, e - s), len(answer) - 1))
+            logits.append(memory.step(lambda s, e: forward(s, e, last_only=False), len(answer) - 1))
     logits = torch.cat(logits).float()
     gold = torch.tensor(answer, device=device)
     logprobs = F.log_softmax(logits, dim=-1).gather(-1, gold[:, None]).squeeze(-1).cpu()

@@ -31,7 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..files import write_atomic, write_figure
-from ..models import choose_adapter, make_adapter, make_suite
+from ..models import make_adapter, make_suite, suite_adapter
 from ..namm.checkpoint import load_checkpoint
 from ..namm.features import RunningStats
 from ..registry import ADAPTERS
@@ -82,7 +82,7 @@ def evolve(
     end = min(stop_after or config.total_generations, config.total_generations)
     out = Path(out)
     state = _open_run(out, config, resume)  # everything a user can get wrong is checked before writing
-    adapter_name = choose_adapter(config.model, None, getattr(suite, "default_adapter", None))
+    adapter_name = suite_adapter(suite, config.model)
     model_sha256 = model_fingerprint(ADAPTERS.get(adapter_name).model_directory(config.model))
     if state is not None and state.setdefault("model_sha256", model_sha256) != model_sha256:
         raise EvolutionError(
