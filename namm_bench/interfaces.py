@@ -108,9 +108,6 @@ class EpisodeExample:
     modality: ClassVar[str] = "rl"
 
 
-Example = TextExample | VideoExample | EpisodeExample
-
-
 # ----------------------------------------------------------------------------- outcomes
 @dataclass(frozen=True)
 class RunOptions:

@@ -1,4 +1,4 @@
-"""Registries: policies, adapters and suites found by name, in code or through entry points.
+"""Registries: policies, adapters and suites found by name through entry points.
 
 namm-bench's own adapters and suites are registered as entry points in its ``pyproject.toml``
 (groups ``namm_bench.policies``, ``namm_bench.adapters``, ``namm_bench.suites`` and
@@ -9,7 +9,7 @@ them. An entry point is loaded only when its name is asked for.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Generic, TypeVar
 
@@ -24,32 +24,21 @@ COMMAND_GROUP = "namm_bench.commands"
 
 
 class Registry(Generic[T]):
-    """Name -> object (a class or factory), from ``register`` calls and the entry points of ``group``.
+    """Name -> object (a class or factory), from the entry points of ``group``.
 
     Parameters
     ----------
     kind
         What the registry holds, for messages ("policy", "adapter", ...).
     group
-        Entry-point group read on first use; names registered in code win over entry points.
+        Entry-point group, read on first use; each entry point is loaded when its name is asked for.
     """
 
     def __init__(self, kind: str, group: str) -> None:
         self.kind = kind
         self.group = group
-        self._objects: dict[str, T] = {}
+        self._loaded: dict[str, T] = {}
         self._entry_points: dict[str, EntryPoint] | None = None
-
-    def register(self, name: str, obj: T | None = None) -> Any:
-        """Register ``obj`` as ``name``; without ``obj``, a class decorator that does so."""
-        if obj is None:
-            return lambda target: self.register(name, target)
-        self._objects[name] = obj
-        return obj
-
-    def unregister(self, name: str) -> None:
-        """Forget a name registered in code (tests, plugins that replace one of their own)."""
-        self._objects.pop(name, None)
 
     def _points(self) -> dict[str, EntryPoint]:
         if self._entry_points is None:
@@ -64,24 +53,17 @@ class Registry(Generic[T]):
             self._entry_points = found
         return self._entry_points
 
-    def refresh(self) -> None:
-        """Read the entry points again (after installing a package in the running process)."""
-        self._entry_points = None
-
     def names(self) -> list[str]:
-        """Every registered name: code registrations first, in their order, then entry points sorted."""
-        return [*self._objects, *sorted(n for n in self._points() if n not in self._objects)]
+        """Every registered name, sorted."""
+        return sorted(self._points())
 
     def __contains__(self, name: object) -> bool:
-        return name in self._objects or name in self._points()
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.names())
+        return name in self._points()
 
     def get(self, name: str) -> T:
         """The object registered as ``name``; an unknown name is a ``ValueError`` listing the known ones."""
-        if name in self._objects:
-            return self._objects[name]
+        if name in self._loaded:
+            return self._loaded[name]
         point = self._points().get(name)
         if point is None:
             raise ValueError(f"unknown {self.kind} {name!r}; known: {', '.join(self.names()) or '(none)'}")
@@ -89,7 +71,7 @@ class Registry(Generic[T]):
             obj = point.load()
         except Exception as err:  # a broken plugin names itself instead of crashing the CLI
             raise ValueError(f"{self.kind} {name!r} ({point.value}) failed to load: {err}") from err
-        self._objects[name] = obj
+        self._loaded[name] = obj
         return obj
 
     __getitem__ = get
