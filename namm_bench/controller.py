@@ -120,6 +120,8 @@ class MemoryController:
         self._positions = [None] * len(attention_modules)
         self.stats = CacheStats()
         self.policy.reset(len(attention_modules))
+        if hasattr(self.policy, "set_layers"):  # optional for policies not built on MemoryPolicy
+            self.policy.set_layers(self._layers)
         try:
             yield
         finally:

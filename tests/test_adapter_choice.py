@@ -24,6 +24,19 @@ def test_run_picks_the_text_adapter_from_the_model_type(kind, tmp_path):
     assert (row["managed_layers"], row["layers"]) == ((1, 3) if kind == "gemma3_text" else (3, 3))
 
 
+def test_l2_skips_model_layers_not_positions_among_the_managed_ones(tmp_path):
+    # the tiny Gemma's global layer is model layer 2: L2's default skip_layers=(0, 1) names two
+    # sliding-window layers, so the one managed layer is pruned to the budget (it was never pruned
+    # when the skip applied to its position 0)
+    model = save_tiny_family("gemma3_text", tmp_path / "gemma")
+    out = tmp_path / "out"
+    args = ["run", "synthetic", "--model", str(model), "--tasks", "passkey_1k", "--limit", "1"]
+    assert main([*args, "--policies", "l2", "--budget", "0.25", "--out", str(out)]) == 0
+    (row,) = ResultsStore(out).rows()
+    assert row["error"] is None and row["policy_config"]["skip_layers"] == [0, 1]
+    assert row["cache_fraction"] < 0.3
+
+
 def test_model_type_without_an_adapter_is_one_clear_error(tmp_path, capsys):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
     assert main(["run", "synthetic", "--model", str(tmp_path), "--out", str(tmp_path / "out")]) == 2

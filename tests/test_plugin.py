@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -67,3 +68,24 @@ def test_the_plugin_runs_and_reports(plugin_site, tiny_model_dir, tmp_path):
     assert report.returncode == 0, report.stderr
     table = (out / "report.md").read_text()
     assert "count_words" in table and "recent" in table
+
+
+def test_the_readme_examples_are_the_plugin_code():
+    """The README's "Adding a policy/adapter/suite" code is the code the tests above install and run."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    source = (PLUGIN / "namm_bench_plugin_example" / "__init__.py").read_text()
+    extending = readme[readme.index("## Extending namm-bench") :]
+    blocks = re.findall(r"```python\n(.*?)```", extending, flags=re.S)
+    assert len(blocks) == 3
+    for block in blocks:
+        imports = [line for line in block.splitlines() if line.startswith(("import ", "from "))]
+        code = block[block.index("\n\n\n") :].strip() if imports else block.strip()
+        assert code in source, code.splitlines()[0]
+        source_imports = [line for line in source.splitlines() if line.startswith(("import ", "from "))]
+        for line in imports:  # the plugin imports as much, maybe along with more names
+            module, _, names = line.partition(" import ")
+            assert line in source_imports or any(
+                have.startswith(module + " import ")
+                and set(names.split(", ")) <= set(have.split(" import ")[1].split(", "))
+                for have in source_imports
+            ), line

@@ -68,6 +68,19 @@ def test_l2_skips_layers_and_spends_their_share_on_the_others():
     assert L2Norm(budget=Budget(ratio=0.25), min_length=200).select(5, keys, keys, None, 100) is None
 
 
+def test_l2_skip_layers_name_model_layers_when_only_some_are_managed():
+    keys = torch.randn(1, 2, 100, 8)
+    policy = L2Norm(budget=Budget(ratio=0.25), skip_layers=(0, 1))
+    policy.reset(3)
+    policy.set_layers([1, 5, 11])  # a hybrid model's global layers
+    assert policy.select(0, keys, keys, None, tokens_seen=100) is None  # model layer 1 is skipped
+    # whole managed cache: 1 layer x 100 + 2 layers x k = 3 layers x 25  ->  k = 0, at least 1
+    assert policy.select(1, keys, keys, None, tokens_seen=100).shape[-1] == 1
+    policy.reset(3)
+    policy.set_layers([5, 11, 17])  # none skipped: each keeps the budget itself
+    assert [policy.select(i, keys, keys, None, tokens_seen=100).shape[-1] for i in range(3)] == [25, 25, 25]
+
+
 def test_bam_mask_lets_a_token_attend_only_to_newer_tokens():
     torch.manual_seed(2)
     config = NammConfig()

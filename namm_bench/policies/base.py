@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -25,6 +26,13 @@ class MemoryPolicy:
 
     def reset(self, num_layers: int) -> None:
         """Forget everything about the previous sequence."""
+
+    def set_layers(self, model_layers: Sequence[int]) -> None:
+        """The model layers that the policy's layers 0..n-1 stand for, called after ``reset``.
+
+        A hybrid model's adapter leaves its sliding-window layers out, so layer ``i`` here is
+        model layer ``model_layers[i]``. Only settings that name model layers need it.
+        """
 
     def observe(self, layer: int, attention: torch.Tensor) -> None:
         """Attention of the new queries: (B, kv_heads, q, N), averaged over each GQA group.

@@ -24,7 +24,9 @@ class L2Norm(ScorerPolicy):
         ``(L * budget - s * n) / (L - s)`` entries (s skipped layers, n tokens) and the measured
         cache fraction equals the budget, which is what ``match`` compares at.
     skip_layers
-        Layers never pruned (the paper's code skips the first two).
+        Model layers never pruned (the paper's code skips the first two). On a hybrid model they
+        name model layers, not positions among the managed ones: Gemma 3's first two layers are
+        sliding-window layers, so every global layer is pruned.
     min_length
         No pruning while the layer holds fewer entries than this.
     """
@@ -35,20 +37,23 @@ class L2Norm(ScorerPolicy):
     name = "l2"
 
     def __post_init__(self) -> None:
-        self._num_layers = 0
+        self._model_layers: tuple[int, ...] = ()
 
     def reset(self, num_layers: int) -> None:
-        self._num_layers = num_layers
+        self._model_layers = tuple(range(num_layers))
+
+    def set_layers(self, model_layers) -> None:
+        self._model_layers = tuple(model_layers)
 
     def keep_count(self, layer, cache_length, tokens_seen):
-        if layer in self.skip_layers or cache_length < self.min_length:
+        if cache_length < self.min_length or self._model_layers[layer] in self.skip_layers:
             return cache_length
         # the whole-cache average per layer, before this layer's own length caps it
         keep = self.budget.keep(tokens_seen, tokens_seen)
-        skipped = sum(1 for i in set(self.skip_layers) if 0 <= i < self._num_layers)
+        skipped = sum(1 for i in self._model_layers if i in self.skip_layers)
         if skipped:
-            pruned = self._num_layers - skipped
-            keep = max(1, (self._num_layers * keep - skipped * tokens_seen) // pruned) if pruned else cache_length
+            layers = len(self._model_layers)
+            keep = max(1, (layers * keep - skipped * tokens_seen) // (layers - skipped))
         return keep
 
     def score(self, layer, keys, values, positions, tokens_seen):
