@@ -5,13 +5,17 @@ Own format: a directory with ``namm.safetensors`` (the flat parameter vector ``p
 evo-memory: ``torch.save`` of ``{'evolution_state': CMA_ES.state_dict(), ...}`` whose ``mean`` is
 the evaluated NAMM and whose ``stored_buffers_to_save.token_embedding_0_*`` hold the
 normalisation statistics (``namm-reference.md`` sections 5.4, 8.3); read with
-``torch.load(weights_only=True)``.
+``torch.load(weights_only=True)`` and an allowlist of numpy's scalar types only, since the
+trainer's ``best_val_loss`` is a numpy scalar (pickled as ``numpy.core.multiarray.scalar`` under
+numpy 1.x, ``numpy._core.multiarray.scalar`` under 2.x, with its ``dtype``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import pickle
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,12 +141,33 @@ def _load_own(directory: Path) -> NammCheckpoint:
     return NammCheckpoint(params=params, stats=stats, config=config, provenance=meta.get("provenance", {}))
 
 
+def _numpy_scalar_globals() -> list:
+    """What unpickling a numpy scalar of a plain numeric dtype needs, under either numpy's names."""
+    import numpy as np
+
+    scalar = np._core.multiarray.scalar if hasattr(np, "_core") else np.core.multiarray.scalar
+    dtypes = {type(np.dtype(code)) for code in "?bhilqBHILQefdg"}  # bool, ints, uints, floats
+    return [
+        (scalar, "numpy.core.multiarray.scalar"),
+        (scalar, "numpy._core.multiarray.scalar"),
+        np.dtype,
+        *sorted(dtypes, key=lambda t: t.__name__),
+    ]
+
+
 def _load_evo_memory(path: Path) -> NammCheckpoint:
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(_numpy_scalar_globals()):
+            blob = torch.load(path, map_location="cpu", weights_only=True)
         state = blob["evolution_state"]
         params = torch.as_tensor(state["mean"]).detach().float().reshape(-1)
     except Exception as err:
+        refused = re.search(r"but got <class '([^']+)'>|GLOBAL (\S+) was not", str(err))
+        if isinstance(err, pickle.UnpicklingError) and refused:
+            raise CheckpointError(
+                f"{path} holds more than tensors and numpy scalars ({refused.group(1) or refused.group(2)}); "
+                "refused, since unpickling it could run code"
+            ) from err
         first = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)  # torch.load explains at length
         raise CheckpointError(f"{path} is not an evo-memory checkpoint with evolution_state.mean: {first}") from err
 
@@ -157,5 +182,12 @@ def _load_evo_memory(path: Path) -> NammCheckpoint:
         if mean is not None and var is not None and num is not None and int(num.max()) > 0:
             stats = RunningStats(mean=mean.float(), var=var.float(), count=int(num.max()))
             break
-    provenance = {"source": str(path), "format": "evo-memory ckpt.pt", "iter_num": blob.get("iter_num")}
+    provenance = {"source": str(path), "format": "evo-memory ckpt.pt", "iter_num": _plain(blob.get("iter_num"))}
+    if "best_val_loss" in blob:
+        provenance["best_val_loss"] = _plain(blob["best_val_loss"])
     return NammCheckpoint(params=params, stats=stats, provenance=provenance)
+
+
+def _plain(value: Any) -> Any:
+    """A numpy or tensor scalar as the Python number it holds (provenance is written as JSON)."""
+    return value.item() if hasattr(value, "item") else value
