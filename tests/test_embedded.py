@@ -35,9 +35,13 @@ def run_rows(*args: str, out: Path) -> dict[tuple, dict]:
 
 
 def assert_as_committed(rows: dict[tuple, dict], reference: dict[tuple, dict], cache_tolerance: float) -> None:
+    # Scores agree to float rounding: an RL return is a sum over hundreds of simulated steps, and a
+    # reordered float sum in the model (another torch build or CPU) moves it by ~1e-7.
     for key, row in rows.items():
         want = reference[key]
-        assert row["score"] == want["score"], f"{key}: {row['prediction']!r} against {want['prediction']!r}"
+        got = f"{key}: {row.get('prediction')!r} ({row['score']}) against {want.get('prediction')!r} ({want['score']})"
+        assert row["score"] == pytest.approx(want["score"], rel=1e-5), got
+        assert row.get("length") == want.get("length"), key
         assert abs(row["cache_fraction"] - want["cache_fraction"]) <= cache_tolerance, key
 
 
