@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from namm_bench.context import RopeScaling, apply_context
 from namm_bench.controller import ControllerConfig, MemoryController
 from namm_bench.files import cache_dir
 from namm_bench.interfaces import Outcome, RunOptions, TextExample
@@ -131,6 +132,9 @@ class LlamaAdapter:
         A hub id, a local directory, or None / ``smollm2-135m-instruct`` for the embedded default.
     dtype, device
         Where and how the weights run (float32 on CPU by default).
+    rope_scaling, max_context
+        Context extension set on the config before the weights load (``namm_bench.context``;
+        the paper's Llama 3 8B: ``ntk:4:2`` and 32768); prompts are truncated to ``max_context``.
     """
 
     name = "llama"
@@ -145,8 +149,15 @@ class LlamaAdapter:
             return embedded_model_dir(model or EMBEDDED)
         return Path(model) if Path(model).is_dir() else None
 
-    def __init__(self, model: str | None = None, dtype: torch.dtype | None = None, device: str = "cpu") -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+    def __init__(
+        self,
+        model: str | None = None,
+        dtype: torch.dtype | None = None,
+        device: str = "cpu",
+        rope_scaling: RopeScaling | None = None,
+        max_context: int | None = None,
+    ) -> None:
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
         self.model_name = model or EMBEDDED
         if model is None or model in EMBEDDED_MODELS:
@@ -161,11 +172,14 @@ class LlamaAdapter:
             raise ModelLoadError(f"model path {model} does not exist (and is not a hub id like org/name)")
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(source)
-            self.model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype or torch.float32).to(device).eval()
+            config = AutoConfig.from_pretrained(source)
+            context = apply_context(config, rope_scaling, max_context)
+            self.model = AutoModelForCausalLM.from_pretrained(source, config=config, dtype=dtype or torch.float32)
+            self.model.to(device).eval()
         except OSError as err:
             raise ModelLoadError(f"cannot load model {model}: {err}") from err
         self.device = torch.device(device)
-        self.max_context = int(getattr(self.model.config, "max_position_embeddings", 2048))
+        self.max_context = context or 2048
         eos = self.model.generation_config.eos_token_id
         eos = eos if isinstance(eos, list) else [eos]
         self.stop_ids = {int(t) for t in [*eos, self.tokenizer.eos_token_id] if t is not None}

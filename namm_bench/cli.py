@@ -9,14 +9,26 @@ import sys
 from pathlib import Path
 
 from .budget import parse_budget
+from .context import RopeScaling, parse_rope_scaling
 from .controller import PROTOCOLS, ControllerConfig
+from .presets import PRESETS, resolve_preset
 from .registry import COMMANDS
 
 log = logging.getLogger("namm_bench")
 
 
 def _csv(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:  # "--tasks ," would otherwise mean "all tasks" and "--policies ," "run nothing"
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of names, got {text!r}")
+    return items
+
+
+def _rope_scaling(text: str) -> RopeScaling:
+    try:
+        return parse_rope_scaling(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,14 +63,30 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--namm-checkpoint", default=None, help="namm-bench checkpoint directory or evo-memory ckpt.pt")
     run.add_argument("--out", type=Path, default=Path("runs/latest"), help="results directory (default runs/latest)")
-    run.add_argument("--chunk-size", type=int, default=128, help="prefill chunk (default 128)")
-    run.add_argument("--interval", type=int, default=512, help="tokens between policy calls (default 512)")
     run.add_argument(
-        "--no-prompt-end-call",
-        action="store_true",
-        help="streaming: do not call the policy at the end of the prompt (the paper's code does not)",
+        "--preset",
+        choices=sorted(PRESETS),
+        default="default",
+        help="paper: the NAMM paper's settings (chunk 128, a call every 512 tokens, none at the prompt end, "
+        "no chat template); default: namm-bench's",
+    )
+    run.add_argument("--chunk-size", type=int, default=None, help="prefill chunk (default 128)")
+    run.add_argument("--interval", type=int, default=None, help="tokens between policy calls (default 512)")
+    run.add_argument(
+        "--prompt-end-call",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="streaming: also call the policy at the end of the prompt (default: yes; the paper's code does not)",
     )
     run.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda when available)")
+    run.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None, help="weights (default fp32)")
+    run.add_argument(
+        "--rope-scaling",
+        type=_rope_scaling,
+        default=None,
+        help="text models: linear:F, dynamic:F, yarn:F, llama3:F, ntk:F:ALPHA (paper's Llama 3: ntk:4:2), theta:B",
+    )
+    run.add_argument("--max-context", type=int, default=None, help="text models: context length (prompts fit in it)")
     run.add_argument("--frames", type=int, default=None, help="video files: N frames sampled uniformly (default 32)")
     run.add_argument("--fps", type=float, default=None, help="video files: sample at this frame rate instead")
 
@@ -78,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("run_dir", type=Path)
     exp.add_argument("--to", type=Path, default=None, help="checkpoint directory (default RUN_DIR/namm)")
     exp.add_argument("--force", action="store_true", help="replace a checkpoint already in the --to directory")
+    exp.add_argument(
+        "--solution",
+        choices=("final", "best"),
+        default="final",
+        help="final: the last CMA-ES mean (default); best: the mean with the best periodic evaluation (eval_interval)",
+    )
 
     for _, add in COMMANDS.items():  # plugins' subcommands (namm-bench's own training recipes among them)
         add(sub)
@@ -107,9 +141,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _device(name: str) -> str:
-    if name != "auto":
-        return name
     import torch
+
+    if name != "auto":
+        try:
+            device = torch.device(name)
+        except RuntimeError as err:
+            raise ValueError(f"--device {name}: not a device (cpu, cuda, cuda:1, mps, ...): {err}") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            why = "this PyTorch is a CPU build" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise ValueError(f"--device {name}: {why}; use --device cpu (or auto)")
+        if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+            raise ValueError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) visible")
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise ValueError(f"--device {name}: MPS is not available here; use --device cpu (or auto)")
+        return name
 
     if not torch.cuda.is_available():
         return "cpu"
@@ -135,7 +181,7 @@ def _evolve(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from .evolution.export import export
 
-    path = export(args.run_dir, args.to, force=args.force)
+    path = export(args.run_dir, args.to, force=args.force, solution=args.solution)
     print(f"wrote {path / 'namm.safetensors'} and {path / 'namm.json'}")
     return 0
 
@@ -144,6 +190,9 @@ def _run(args: argparse.Namespace) -> int:
     from .runner import RunSpec, run_suite
 
     device = _device(args.device)
+    preset = resolve_preset(
+        args.preset, chunk_size=args.chunk_size, interval=args.interval, prompt_end_call=args.prompt_end_call
+    )
     spec = RunSpec(
         suite=args.suite,
         out=args.out,
@@ -151,11 +200,13 @@ def _run(args: argparse.Namespace) -> int:
         policies=args.policies,
         budgets=[parse_budget(b) for b in args.budget],
         controller=ControllerConfig(
-            chunk_size=args.chunk_size,
-            interval=args.interval,
+            chunk_size=preset.chunk_size,
+            interval=preset.interval,
             protocol=args.protocol,
-            prompt_end_call=not args.no_prompt_end_call,
+            prompt_end_call=preset.prompt_end_call,
         ),
+        preset=args.preset,
+        chat=preset.chat,
         tasks=args.tasks,
         limit=args.limit,
         seed=args.seed,
@@ -165,6 +216,9 @@ def _run(args: argparse.Namespace) -> int:
         long_inputs=args.long_inputs,
         adapter=args.adapter,
         adapter_options={k: v for k, v in (("num_frames", args.frames), ("fps", args.fps)) if v is not None},
+        dtype=args.dtype,
+        rope_scaling=args.rope_scaling,
+        max_context=args.max_context,
     )
     out = run_suite(spec)
     print(f"results: {out / 'results.jsonl'}  (tables: namm-bench report {out})")

@@ -12,7 +12,7 @@ import pandas as pd
 from .files import write_atomic
 from .registry import SUITES
 from .report_plots import FULL_POLICY, column_label, is_missing, write_layer_heatmap, write_plot
-from .results import ResultsStore
+from .results import ResultsStore, label_settings
 
 logger = logging.getLogger(__name__)
 
@@ -162,6 +162,7 @@ def write_report(out_dir: Path) -> tuple[Path, Path]:
     rows = store.rows()
     if not rows:
         raise ValueError(f"{out_dir} has no results ({store.path} is missing or empty)")
+    original, rows = rows, label_settings(rows)
     summary = summary_frame(rows)
     md_path = out_dir / "report.md"
     csv_path = out_dir / "report.csv"
@@ -175,7 +176,7 @@ def write_report(out_dir: Path) -> tuple[Path, Path]:
     for suite in dict.fromkeys(r.get("suite") for r in rows):
         # Suites with figures of their own; a suite whose plugin is not installed here has none.
         plots = getattr(SUITES.get(suite), "write_plots", None) if suite in SUITES else None
-        for path, caption in plots(rows, out_dir) if plots is not None else []:
+        for path, caption in plots(original, out_dir) if plots is not None else []:
             markdown += f"\n![{caption}]({path.name})\n"
     write_atomic(md_path, markdown)
     logger.info("wrote %s and %s (%d groups from %d rows)", md_path, csv_path, len(summary), len(rows))

@@ -18,10 +18,44 @@ logger = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.jsonl"
 
-KEY_FIELDS: tuple[str, ...] = ("model", "suite", "task", "example_id", "policy", "budget", "protocol", "long_inputs")
+KEY_FIELDS: tuple[str, ...] = (
+    "model",
+    "suite",
+    "task",
+    "example_id",
+    "policy",
+    "budget",
+    "protocol",
+    "long_inputs",
+    # every setting that changes a result, so a rerun with another one computes new rows
+    "chunk_size",
+    "interval",
+    "prompt_end_call",
+    "seed",
+    "preset",
+    "dtype",
+    "rope_scaling",
+    "max_context",
+    "model_sha256",
+    "example_hash",
+)
 """Fields that identify a row; a results file holds at most one row per key."""
-KEY_DEFAULTS: dict[str, Any] = {"long_inputs": "truncate"}
-"""Key fields added later, and the value rows written before them have."""
+KEY_DEFAULTS: dict[str, Any] = {
+    "long_inputs": "truncate",
+    "chunk_size": 128,
+    "interval": 512,
+    "prompt_end_call": True,
+    "seed": 0,
+    "preset": "default",
+    "dtype": "float32",
+    "rope_scaling": None,
+    "max_context": None,
+    "model_sha256": None,
+    "example_hash": None,
+}
+"""Key fields added later, and the value rows written before them have (hashes: unknown)."""
+CONTENT_HASHES: tuple[str, ...] = ("model_sha256", "example_hash")
+"""Key fields that hash content; a row written before they were kept (None) matches any value."""
 
 RowKey = tuple[Any, ...]
 
@@ -31,7 +65,7 @@ class ResultsFileError(ValueError):
 
 
 def row_key(row: dict[str, Any]) -> RowKey:
-    """Return the key ``(model, suite, task, example_id, policy, budget, protocol, long_inputs)`` of ``row``.
+    """Return the key of ``row``: the values of :data:`KEY_FIELDS` (defaults for older rows).
 
     Parameters
     ----------
@@ -56,6 +90,12 @@ def row_key(row: dict[str, Any]) -> RowKey:
         if value is not None and not isinstance(value, str | int | float | bool):
             raise ValueError(f"key field {name!r} must be a string or number, got {type(value).__name__}")
     return key
+
+
+def legacy_key(key: RowKey) -> RowKey:
+    """``key`` with its content hashes unknown: the key a row written before hashes were kept has."""
+    hashed = {KEY_FIELDS.index(name) for name in CONTENT_HASHES}
+    return tuple(None if i in hashed else value for i, value in enumerate(key))
 
 
 @dataclass
@@ -227,3 +267,45 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+SETTING_FIELDS: tuple[str, ...] = (
+    "preset",
+    "chunk_size",
+    "interval",
+    "prompt_end_call",
+    "dtype",
+    "rope_scaling",
+    "max_context",
+    "model_sha256",
+)
+"""Key fields that are run settings: rows that differ in one are reported apart."""
+
+
+def label_settings(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows whose settings differ within the file get them in their ``protocol``, so each
+    combination is a section of its own (and is normalised by the full cache run with it).
+
+    A file run with one combination, the usual case, is returned as it is.
+    """
+
+    def value(row: dict[str, Any], name: str) -> Any:
+        return row.get(name, KEY_DEFAULTS.get(name))
+
+    def differs(name: str) -> bool:
+        values = {value(r, name) for r in rows}
+        # a row written before model hashes were kept (None) is taken to be of the same model
+        return len(values - {None} if name == "model_sha256" else values) > 1
+
+    varying = [name for name in SETTING_FIELDS if differs(name)]
+    if not varying:
+        return rows
+
+    def label(row: dict[str, Any]) -> str:
+        parts = []
+        for name in varying:
+            v = value(row, name)
+            parts.append(f"model {(v or 'unknown')[:8]}" if name == "model_sha256" else f"{name.replace('_', ' ')} {v}")
+        return f"{row['protocol']}; {', '.join(parts)}"
+
+    return [{**r, "protocol": label(r)} for r in rows]

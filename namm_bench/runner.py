@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import subprocess
@@ -11,17 +12,20 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import torch
 from tqdm.auto import tqdm
 
 from . import __version__
 from .budget import MATCH, Budget
+from .context import RopeScaling
 from .controller import ControllerConfig
+from .fingerprints import example_fingerprint, model_fingerprint
 from .interfaces import ExampleError, RunOptions
 from .models import make_adapter, make_suite, suite_adapter
 from .namm.checkpoint import NammCheckpoint, load_checkpoint
 from .policies import MemoryPolicy, make_policy, policy_class
 from .registry import ADAPTERS
-from .results import ResultsStore, row_key
+from .results import ResultsStore, legacy_key, row_key
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +57,16 @@ class RunSpec:
     """Registry name of the adapter; None: chosen by the model's ``config.model_type``."""
     adapter_options: dict[str, Any] = field(default_factory=dict)
     """Keyword options for the adapter (the video adapter's ``num_frames`` / ``fps``)."""
+    preset: str = "default"
+    """The ``--preset`` the controller settings came from (``namm_bench.presets``), in every row's key."""
+    chat: bool | None = None
+    """False: text prompts without the chat template (the paper preset); None: as each suite says."""
+    dtype: str | None = None
+    """Weights' dtype (``bfloat16``, ...); None: the adapter's default (float32)."""
+    rope_scaling: RopeScaling | None = None
+    """RoPE scaling set on the model's config (``namm_bench.context``), in every row's key."""
+    max_context: int | None = None
+    """Context length set on the model's config (prompts truncate to it), in every row's key."""
 
 
 @dataclass(frozen=True)
@@ -159,25 +173,24 @@ def run_suite(spec: RunSpec) -> Path:
         else:
             max_prompt = adapter.max_prompt_tokens(ANSWER_RESERVE)
             examples = suite.examples(task, adapter.count_tokens, max_prompt, spec.seed, spec.limit)
+            if spec.chat is not None:
+                examples = [dataclasses.replace(ex, chat=spec.chat) for ex in examples]
         jobs += [(adapter, ex, row_protocol, v) for ex in examples for row_protocol, v in plan]
     done = store.done_keys()
+    # the NAMM's cache fraction on each example under the same settings: what `match` budgets take
     namm_fraction = {
-        (r["model"], r["protocol"], r["task"], r["example_id"]): r["cache_fraction"]
-        for r in store.rows()
-        if r["suite"] == suite.name
-        and r["policy"] == "namm"
-        and not r.get("error")
-        and r.get("long_inputs", "truncate") == spec.long_inputs
+        _example_key(r): r["cache_fraction"] for r in store.rows() if r["policy"] == "namm" and not r.get("error")
     }
     options = getattr(suite, "policy_options", {})
     bar = tqdm(jobs, desc=spec.suite, unit="run", dynamic_ncols=True)
     for adapter, ex, row_protocol, variant in bar:
         row = _base_row(spec, suite.name, adapter, ex, variant, row_protocol)
-        if row_key(row) in done:
+        if row_key(row) in done or legacy_key(row_key(row)) in done:
             continue
         bar.set_postfix_str(f"{ex.example_id} {variant.policy}/{variant.label}")
-        where = (adapter.model_name, row_protocol, ex.task, ex.example_id)
-        budget = resolve_match(variant.budget, namm_fraction.get(where), f"{ex.task} {ex.example_id}")
+        where = _example_key(row)
+        fraction = namm_fraction.get(where, namm_fraction.get(legacy_key(where)))
+        budget = resolve_match(variant.budget, fraction, f"{ex.task} {ex.example_id}")
         policy = _make(variant.policy, budget, namm, options.get(variant.policy, {}))
         row.update(budget_ratio=budget.ratio if isinstance(budget, Budget) else None, answer=ex.answer, meta=ex.meta)
         began = time.perf_counter()
@@ -212,7 +225,15 @@ def load_adapter(spec: RunSpec, suite: Any, model: str | None) -> Any:
         raise ValueError(
             f"adapter {name} runs {adapter_cls.modality} examples; suite {suite.name} has {suite.modality} examples"
         )
-    return make_adapter(name, model, device=spec.device, **spec.adapter_options)
+    context = {"rope_scaling": spec.rope_scaling, "max_context": spec.max_context}
+    options = {**spec.adapter_options, **{k: v for k, v in context.items() if v is not None}}
+    if spec.dtype is not None:
+        options["dtype"] = getattr(torch, spec.dtype)
+    adapter = make_adapter(name, model, device=spec.device, **options)
+    directory = getattr(adapter_cls, "model_directory", None)
+    path = directory(model) if directory else (Path(model) if model and Path(model).is_dir() else None)
+    adapter.model_sha256 = model_fingerprint(path)  # rows name the weights they ran on
+    return adapter
 
 
 def resolve_match(budget: Budget | str | None, namm_fraction: float | None, what: str) -> Budget | None:
@@ -265,6 +286,25 @@ def _base_row(spec: RunSpec, suite: str, adapter: Any, ex: Any, variant: Variant
         "long_inputs": spec.long_inputs,
         "chunk_size": cfg.chunk_size,
         "interval": cfg.interval,
+        "prompt_end_call": cfg.prompt_end_call,
         "seed": spec.seed,
+        "preset": spec.preset,
+        "dtype": _dtype(adapter),
+        "rope_scaling": spec.rope_scaling.label if spec.rope_scaling else None,
+        "max_context": spec.max_context,
+        "model_sha256": adapter.model_sha256,
+        "example_hash": example_fingerprint(ex),
         "code_version": code_version(),
     }
+
+
+def _example_key(row: dict[str, Any]) -> tuple:
+    """The key of the NAMM's row on the same example under the same settings."""
+    return row_key({**row, "policy": "namm", "budget": NO_BUDGET})
+
+
+def _dtype(adapter: Any) -> str:
+    """The dtype of the model's weights, as rows record it (``float32``)."""
+    model = getattr(adapter, "model", None)
+    param = next(model.parameters(), None) if model is not None else None
+    return str(param.dtype).removeprefix("torch.") if param is not None else "float32"

@@ -30,10 +30,17 @@ def data_dir_from(data_dir: str | Path | None, env: str) -> Path | None:
     return Path(chosen) if chosen else None
 
 
-def read_jsonl(path: Path, required: Iterable[str] = (), limit: int | None = None) -> list[dict[str, Any]]:
+LONGBENCH_TYPES: dict[str, type] = {"context": str, "input": str, "answers": list}
+"""Field types of a row in LongBench's layout (LongBench, ChouBun)."""
+
+
+def read_jsonl(
+    path: Path, required: Iterable[str] = (), limit: int | None = None, types: dict[str, type] | None = None
+) -> list[dict[str, Any]]:
     """The first ``limit`` rows of a JSONL file (``.gz`` too); blank lines skipped.
 
-    A line that is not JSON, or a row without one of the ``required`` fields, is a ``DataError``
+    A line that is not JSON, a row without one of the ``required`` fields, or a field whose value
+    is not of its type in ``types`` (``answers`` a string instead of a list) is a ``DataError``
     naming the file and line.
     """
     opener = gzip.open if path.suffix == ".gz" else open
@@ -52,5 +59,9 @@ def read_jsonl(path: Path, required: Iterable[str] = (), limit: int | None = Non
             missing = required - set(row) if isinstance(row, dict) else required or {"an object"}
             if missing:
                 raise DataError(f"{path}:{n}: row lacks {', '.join(sorted(missing))}")
+            for name, kind in (types or {}).items():
+                if name in row and not isinstance(row[name], kind):
+                    got = f"{type(row[name]).__name__} {repr(row[name])[:60]}"
+                    raise DataError(f"{path}:{n}: {name} must be a {kind.__name__}, got {got}")
             rows.append(row)
     return rows

@@ -26,7 +26,16 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .base import DataError, Outcome, TextExample, TokenCounter, data_dir_from, prediction_text, read_jsonl
+from .base import (
+    LONGBENCH_TYPES,
+    DataError,
+    Outcome,
+    TextExample,
+    TokenCounter,
+    data_dir_from,
+    prediction_text,
+    read_jsonl,
+)
 from .metrics import best_over_answers
 
 METRIC = {
@@ -186,7 +195,7 @@ class LongBenchSuite:
         return path
 
     def rows(self, task: str) -> list[dict[str, Any]]:
-        return read_jsonl(self._task_file(task), required=("context", "input", "answers"))
+        return read_jsonl(self._task_file(task), required=("context", "input", "answers"), types=LONGBENCH_TYPES)
 
     def examples(
         self, task: str, count_tokens: TokenCounter, max_prompt_tokens: int, seed: int, limit: int | None

@@ -24,13 +24,17 @@ max_prompt_tokens)`` tokens, never above.
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import re
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from .base import Outcome, TextExample, TokenCounter, prediction_text
+
+log = logging.getLogger(__name__)
 
 KINDS = ("passkey", "needle", "kv")
 LENGTHS = {"1k": 1024, "2k": 2048, "4k": 4096, "8k": 8192, "16k": 16384, "32k": 32768}
@@ -162,6 +166,14 @@ class SyntheticSuite:
         if max_prompt_tokens < 1:
             raise ValueError(f"max_prompt_tokens must be positive, got {max_prompt_tokens}")
         target = min(length, max_prompt_tokens)
+        if target < length:
+            log.warning(
+                "%s does not fit the model's context: its prompts are about %d tokens, not %d "
+                "(rows record the shortfall as truncated_tokens)",
+                task,
+                target,
+                length,
+            )
         count = DEFAULT_EXAMPLES if limit is None else limit
         counter = _CachedCounter(count_tokens)
         return [self._example(task, kind, target, counter, seed, i) for i in range(count)]
@@ -179,6 +191,11 @@ class SyntheticSuite:
             return 0.0
         match = _NUMBER_RE.search(prediction)
         return float(match is not None and match.group(0) == example.answer)
+
+    def record(self, example: TextExample, outcome: Outcome) -> dict[str, Any]:
+        """A prompt shorter than the task's length (the model's context is smaller) counts as truncated."""
+        shortfall = max(0, _parse_task(example.task)[1] - example.meta["length"])
+        return {"truncated_tokens": max(outcome.truncated_tokens, shortfall)} if shortfall else {}
 
     def _example(
         self, task: str, kind: str, target: int, counter: _CachedCounter, seed: int, index: int

@@ -7,6 +7,7 @@ from transformers import DynamicCache
 from namm_bench.budget import Budget
 from namm_bench.controller import ControllerConfig, MemoryController
 from namm_bench.policies import make_policy
+from namm_bench.policies.base import MemoryPolicy
 from namm_bench.testing import EvictAtFirstCall
 
 SMALL = ControllerConfig(chunk_size=32, interval=64)
@@ -139,3 +140,89 @@ def test_shipped_namm_is_the_default_and_runs_on_any_model_shape(shape, ids, mak
     _, controller = run_controlled(model, ids, make_policy("namm", checkpoint=ckpt), prompt_len=150)
     assert len(controller.stats.calls[-1]["retained"]) == model.config.num_hidden_layers
     assert 0 < controller.stats.cache_fraction <= 1.0
+
+
+class RecordAttention(MemoryPolicy):
+    """Keeps everything and records, per layer, every attention tensor the controller hands it."""
+
+    needs_attention = True
+
+    def reset(self, num_layers):
+        self.seen = [[] for _ in range(num_layers)]
+
+    def observe(self, layer, attention):
+        self.seen[layer].append(attention.clone())
+
+
+def test_observed_attention_averages_the_query_heads_of_each_kv_group(make_tiny_llama, ids):
+    """Pins the GQA reduction: KV head k gets the mean of query heads h with h // groups == k (as
+    ``repeat_kv`` maps them, namm-reference 1.4), not of a strided set such as {k, k + kv_heads, ...}.
+
+    Reference: one unchunked eager forward with ``output_attentions``, heads grouped by an explicit loop.
+    """
+    model = make_tiny_llama(num_attention_heads=8, num_key_value_heads=2)  # groups of 4 query heads
+    ids = ids[:, :72]
+    policy = RecordAttention()
+    run_controlled(model, ids, policy, prompt_len=70)  # chunks 0-32, 32-64, 64-70, then two decode steps
+    model.set_attn_implementation("eager")
+    with torch.no_grad():
+        full = model(ids, output_attentions=True).attentions  # per layer (1, 8 query heads, T, T)
+    for layer, observed in enumerate(policy.seen):
+        assert [a.shape[2] for a in observed] == [32, 32, 6, 1, 1]
+        heads = full[layer][0]
+        expected = torch.stack([heads[[h for h in range(8) if h // 4 == k]].mean(0) for k in range(2)])
+        for a in observed:
+            q, n = a.shape[2:]
+            torch.testing.assert_close(a[0], expected[:, n - q : n, :n], atol=1e-5, rtol=1e-4)
+
+
+class RecordCalls:
+    """Wraps a policy and records, per call on layer 0, (tokens seen, entries before, entries kept)."""
+
+    def __init__(self, inner):
+        self.inner, self.calls = inner, []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def select(self, layer, keys, values, positions, tokens_seen):
+        idx = self.inner.select(layer, keys, values, positions, tokens_seen)
+        if layer == 0:
+            self.calls.append((tokens_seen, keys.shape[2], keys.shape[2] if idx is None else idx.shape[-1]))
+        return idx
+
+
+@pytest.mark.parametrize("preset", ["paper", "default"])
+def test_the_paper_preset_calls_the_namm_on_the_paper_schedule(model, preset):
+    """The paper's code calls the NAMM whenever the tokens processed reach a multiple of 512, in
+    prefill and decoding, and not at the prompt's end: a 1300-token prompt keeps its last
+    1300 - 1024 = 276 tokens unpruned until the call at 1536 (reference sections 1.3, 8.1.2)."""
+    from namm_bench.namm.checkpoint import load_checkpoint
+    from namm_bench.presets import PRESETS
+    from namm_bench.runner import SHIPPED_NAMM
+
+    settings = PRESETS[preset]
+    config = ControllerConfig(settings.chunk_size, settings.interval, prompt_end_call=settings.prompt_end_call)
+    policy = RecordCalls(make_policy("namm", checkpoint=load_checkpoint(SHIPPED_NAMM)))
+    torch.manual_seed(3)
+    ids = torch.randint(0, 320, (1, 1540))
+    cache = DynamicCache(config=model.config)
+    controller = MemoryController(policy, config)
+
+    def forward(start, end):
+        out = model(input_ids=ids[:, start:end], position_ids=torch.arange(start, end)[None], past_key_values=cache)
+        return out.logits[:, -1]
+
+    with torch.no_grad(), controller.attach(model, cache, [layer.self_attn for layer in model.model.layers]):
+        controller.prefill(forward, 1300)
+        at_prompt_end = cache.layers[0].keys.shape[2]
+        for _ in range(1300, 1540):
+            controller.step(forward)
+    seen = [call[0] for call in policy.calls]
+    if preset == "paper":
+        assert seen == [512, 1024, 1536]
+        kept_at_1024 = policy.calls[1][2]
+        assert at_prompt_end == kept_at_1024 + 276 and kept_at_1024 < 1024  # the NAMM pruned, the tail did not
+        assert policy.calls[2][1] == kept_at_1024 + 512  # nothing called between 1024 and 1536
+    else:
+        assert seen == [512, 1024, 1300, 1536] and at_prompt_end == policy.calls[2][2]

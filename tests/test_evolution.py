@@ -12,6 +12,7 @@ import torch
 from cli_process import cli as namm_bench
 from cli_process import start
 
+from namm_bench.context import RopeScaling
 from namm_bench.evolution.cmaes import CMAES
 from namm_bench.evolution.config import ConfigError, config_from_dict
 from namm_bench.evolution.fitness import FastFitness, PaperFitness
@@ -282,6 +283,32 @@ def test_stop_after_then_resume_follows_the_same_trajectory(reference_run, tmp_p
     assert trajectory(tmp_path / "run") == trajectory(reference)
 
 
+def test_resume_restores_the_statistics_where_the_example_draw_differs_from_generation_0s(tiny_model_dir, tmp_path):
+    """Statistics pooled again on resume would come from the resumed generation's examples: here another draw."""
+    from namm_bench.evolution.config import load_config
+    from namm_bench.evolution.trainer import evolve, sample_examples
+
+    # Seed 2 draws examples [0, 1] of the pool for generation 0 and [0, 2] for generation 1 (seed 3, the
+    # reference run's, draws [0, 1] for both, so resuming there re-pools the very same features).
+    top = {"model": str(tiny_model_dir), "seed": 2, "population": 4, "pool_per_task": 3, "examples_per_task": 2}
+    lines = [f"{k} = {json.dumps(v)}" for k, v in {**top, "member_batch": 3, "sparsity_weight": 1.0}.items()]
+    lines += ["[namm]", "hidden_dim = 4", "recency_dims = 2", "[[stages]]", 'tasks = ["passkey_1k"]', "generations = 2"]
+    config = tmp_path / "seed2.toml"
+    config.write_text("\n".join(lines) + "\n")
+    pool = {"passkey_1k": [0, 1, 2]}
+    draws = [sample_examples(load_config(config), pool, g) for g in (0, 1)]
+    assert draws == [[0, 1], [0, 2]], "generation 1 must draw other examples than generation 0"
+
+    evolve(config, tmp_path / "whole")
+    evolve(config, tmp_path / "resumed", stop_after=1)
+    assert load_state(tmp_path / "resumed")["generation"] == 1
+    evolve(config, tmp_path / "resumed", resume=True)
+    assert trajectory(tmp_path / "resumed") == trajectory(tmp_path / "whole")
+    whole, resumed = load_state(tmp_path / "whole")["stats"], load_state(tmp_path / "resumed")["stats"]
+    assert resumed["count"] == whole["count"] > 0
+    assert torch.equal(resumed["mean"], whole["mean"]) and torch.equal(resumed["var"], whole["var"])
+
+
 def test_two_gloo_ranks_give_the_same_generations_as_one(reference_run, tmp_path):
     config, reference = reference_run
     namm_bench("evolve", str(config), "--out", str(tmp_path / "two"), torchrun=True)
@@ -359,6 +386,8 @@ def test_bad_config_is_one_clear_error_and_writes_nothing(tiny_model_dir, tmp_pa
         ({"stages": [{"tasks": ["passkey_1k"], "generations": 1.5}]}, "stage 1: generations must be an integer"),
         ({"stages": [{"tasks": "passkey_1k", "generations": 1}]}, "tasks must be a list of task names"),
         ({"model": 5}, "model must be a string, got 5"),
+        ({"rope_scaling": "ntk:4"}, "--rope-scaling 'ntk:4'"),
+        ({"max_context": -1}, "max_context must be >= 1"),
     ],
 )
 def test_config_types_and_namm_sizes_are_checked_by_key(raw, message):
@@ -434,3 +463,11 @@ def test_resume_refuses_a_changed_config_a_corrupt_state_and_a_rerun(reference_r
     proc = namm_bench("evolve", str(config), "--out", str(lost), "--resume", check=False)
     assert proc.returncode == 2 and "no state.pkl" in proc.stderr
     assert (lost / "log.jsonl").read_bytes() == before["log.jsonl"]
+
+
+def test_a_config_extends_the_models_context_as_run_does():
+    config = config_from_dict(
+        {"stages": [{"tasks": ["passkey_1k"], "generations": 1}], "rope_scaling": "ntk:4:2", "max_context": 32768}
+    )
+    assert config.adapter_options() == {"rope_scaling": RopeScaling("ntk", 4, 2), "max_context": 32768}
+    assert config_from_dict({"stages": [{"tasks": ["passkey_1k"], "generations": 1}]}).adapter_options() == {}

@@ -76,3 +76,16 @@ def test_first_line_rule_and_best_answer():
     assert score_prediction("qasper", "Location\nAbbreviation", ["Location"]) == pytest.approx(2 / 3)
     assert score_prediction("hotpotqa", "Paris", ["London", "Paris"]) == 1.0
     assert score_prediction("hotpotqa_e", "Paris", ["London", "Paris"]) == 1.0
+
+
+def test_code_sim_rounds_difflibs_ratio_to_a_whole_percent():
+    # fuzzywuzzy's fuzz.ratio without python-Levenshtein: int(round(100 * SequenceMatcher(None, a, b).ratio())),
+    # the ratio being 2 * M / T for M matched characters out of T in both strings.
+    # "abc" / "abd": M = 2 ("ab"), T = 6 -> 66.67 % -> 67 -> 0.67 (unrounded 0.6666...)
+    assert code_sim("abc", "abd") == 0.67
+    # "abcdefg" / "abcdefh": M = 6, T = 14 -> 85.71 % -> 86 -> 0.86 (unrounded 0.857142...)
+    assert code_sim("abcdefg", "abcdefh") == 0.86
+    # "x = foo(1)" / "x = bar(1)": M = 7 ("x = ", "(1)"), T = 20 -> 70 % exactly, nothing to round
+    assert code_sim("x = foo(1)", "x = bar(1)") == 0.7
+    # "abbbbbbb" / "accccccc": M = 1, T = 16 -> 12.5 % -> Python 3's round halves to even: 12 -> 0.12
+    assert code_sim("abbbbbbb", "accccccc") == 0.12

@@ -1,8 +1,17 @@
 """The incremental spectrogram against a buffered torch.stft computation (namm-reference.md 2.1-2.3)."""
 
+import math
+
 import torch
 
-from namm_bench.namm.features import HOP, N_FFT, AttentionSpectrogram, RunningStats, SpectrogramState
+from namm_bench.namm.features import (
+    HOP,
+    N_FFT,
+    AttentionSpectrogram,
+    RunningStats,
+    SpectrogramState,
+    token_features,
+)
 
 
 def buffered_reference(attn: torch.Tensor, calls: list[int], gamma: float = 0.99) -> torch.Tensor:
@@ -78,3 +87,22 @@ def test_running_stats_match_pooled_moments():
     torch.testing.assert_close(stats.mean, pooled.mean(0), atol=1e-5, rtol=0)
     torch.testing.assert_close(stats.var, pooled.var(0, unbiased=False), atol=1e-5, rtol=0)
     assert stats.count == 3 * 58  # rows pooled over heads and tokens
+
+
+def test_token_age_counts_back_from_the_newest_cached_entry():
+    """Pins the recency feature (reference 2.5-2.6): age_j = pos_newest - pos_j, so the newest entry has age 0
+    (sin parts 0, cos parts 1), with gaps in the positions (as after evictions) carried into the ages.
+
+    Features are [sin(a w_k), cos(a w_k)] for w_k = 50000^(-k/4), k = 0..3, then the normalised EMA.
+    """
+    positions = torch.tensor([[[0, 3, 7, 20, 21]]])  # the newest entry is position 21
+    ages = [21, 18, 14, 1, 0]
+    ema = torch.rand(1, 1, 5, 17)
+    stats = RunningStats(mean=torch.zeros(17), var=torch.ones(17))  # identity normalisation
+    feats = token_features(ema, positions, stats, recency_dims=8, max_freq=50000.0)
+    assert feats.shape == (1, 1, 5, 25)
+    torch.testing.assert_close(feats[0, 0, -1, :8], torch.tensor([0.0] * 4 + [1.0] * 4))
+    omegas = [50000.0 ** (-k / 4) for k in range(4)]
+    expected = torch.tensor([[math.sin(a * w) for w in omegas] + [math.cos(a * w) for w in omegas] for a in ages])
+    torch.testing.assert_close(feats[0, 0, :, :8], expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(feats[..., 8:], ema)

@@ -35,6 +35,23 @@ def test_h2o_selects_reference_heavy_hitters_and_window():
     assert idx.tolist()[0] == reference_h2o(acc, 10, 0.5)
 
 
+def test_h2o_odd_budget_gives_the_extra_token_to_the_recent_window():
+    """Pins the heavy/recent split: budget 7 at heavy_fraction 0.5 is int(3.5) = 3 heavy hitters and
+    7 - 3 = 4 recent tokens (H2O: half heavy, half recent; the odd token goes to the window).
+
+    12 tokens, one query row. Recent window of 4: tokens 8..11, whatever their score. Heavy hitters:
+    the 3 best of tokens 0..7, i.e. 0 (.20), 3 (.18), 5 (.16); token 7 (.14) is 4th and is dropped.
+    Split the other way (4 heavy, 3 recent) would keep token 7 and drop token 8 (.02) instead.
+    """
+    row = torch.tensor([0.20, 0.03, 0.03, 0.18, 0.03, 0.16, 0.03, 0.14, 0.02, 0.02, 0.02, 0.14])
+    policy = H2O(budget=Budget(tokens=7), heavy_fraction=0.5)
+    policy.reset(1)
+    policy.observe(0, row.view(1, 1, 1, 12))
+    keys = torch.randn(1, 1, 12, 4)
+    idx = policy.select(0, keys, keys, torch.arange(12).view(1, 1, 12), tokens_seen=12)
+    assert idx.tolist() == [[[0, 3, 5, 8, 9, 10, 11]]]
+
+
 def test_h2o_ratio_budget_rounds_down():
     assert Budget(ratio=0.25).keep(tokens_seen=1023, cache_length=2000) == 255
     assert Budget(ratio=0.3).keep(tokens_seen=10, cache_length=10) == 3
@@ -120,6 +137,18 @@ def test_binary_selection_common_count_per_layer():
     # head 0 has 3 negatives (the newest is forced to +inf: 2), head 1 has 3 (newest forced: 2) -> evict 2
     assert idx.tolist() == [[[0, 3, 4], [1, 2, 4]]]
     assert binary_selection(torch.zeros(1, 2, 6)) is None
+
+
+def test_binary_selection_evicts_the_smallest_negative_count_over_heads():
+    """Pins reference section 4: c = min over batch rows and heads of #(score < 0), and every head keeps its
+    top-(N - c), so no head drops a token scoring >= 0 (a head with more negatives keeps some of them).
+
+    Head 0 has one negative (index 1; the newest's -5 is forced to +inf), head 1 has three (indices 0, 2, 3).
+    c = 1: each keeps 5 of 6. Head 0 drops index 1 (and keeps the exact 0.0); head 1 drops only its lowest,
+    index 2 (-3.0), keeping -0.5 and -0.2. Using the maximum (c = 3) would make head 0 drop 0.0 and 1.0.
+    """
+    scores = torch.tensor([[[2.0, -1.0, 0.0, 3.0, 1.0, -5.0], [-0.5, 1.0, -3.0, -0.2, 2.0, 0.5]]])
+    assert binary_selection(scores).tolist() == [[[0, 2, 3, 4, 5], [0, 1, 3, 4, 5]]]
 
 
 def test_zero_namm_parameters_count():

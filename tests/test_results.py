@@ -47,9 +47,12 @@ def test_round_trip(tmp_path: Path) -> None:
     assert store.rows() == rows
     assert ResultsStore(out).rows() == rows  # a fresh store reads the same
     assert ResultsStore(out).done_keys() == {row_key(r) for r in rows}
-    # rows from before long_inputs existed were all truncated ones
-    assert row_key(rows[0]) == ("smollm2-135m", "longbench", "qasper", 0, "h2o", "0.25", "post-prefill", "truncate")
-    assert row_key({**rows[0], "long_inputs": "stream"})[-1] == "stream"
+    # rows from before a key field existed have the value every row had then (hashes: unknown)
+    assert row_key(rows[0]) == (
+        *("smollm2-135m", "longbench", "qasper", 0, "h2o", "0.25", "post-prefill", "truncate"),
+        *(128, 512, True, 0, "default", "float32", None, None, None, None),
+    )
+    assert row_key({**rows[0], "long_inputs": "stream"})[7] == "stream"
     text = (out / RESULTS_FILE).read_text(encoding="utf-8")
     assert text.endswith("\n") and text.count("\n") == 3
     assert "réponse ✓" in text  # ensure_ascii=False
@@ -168,3 +171,47 @@ def test_append_row_without_key_field_raises(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="model"):
         ResultsStore(tmp_path).append(row)
     assert not (tmp_path / RESULTS_FILE).exists()
+
+
+def test_reruns_after_torn_last_lines_compute_each_row_once(tiny_model_dir, tmp_path: Path) -> None:
+    """Real torn lines, then ``namm-bench run`` again into the same --out: a row cut mid-write, then half a
+    row appended after complete ones."""
+    from namm_bench.cli import main
+
+    out = tmp_path / "run"
+    path = out / RESULTS_FILE
+
+    def run(limit: int) -> list[dict]:
+        argv = ["run", "synthetic", "--model", str(tiny_model_dir), "--tasks", "passkey_1k", "--limit", str(limit)]
+        assert main([*argv, "--out", str(out)]) == 0
+        data = path.read_bytes()
+        assert data.endswith(b"\n")
+        rows, unparsed = [], []
+        for lineno, line in enumerate(data.splitlines(), start=1):
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                unparsed.append(lineno)
+        assert not unparsed, f"line(s) {unparsed} of {path} do not parse"
+        assert len({row_key(r) for r in rows}) == len(rows) == 3 * limit, "every row exactly once"
+        return rows
+
+    def timeless(row: dict) -> dict:
+        return {k: v for k, v in row.items() if k != "seconds"}
+
+    before = run(2)
+    written = path.read_bytes().splitlines(keepends=True)
+    complete, last = b"".join(written[:-1]), written[-1]
+    path.write_bytes(complete + last[: len(last) // 2])  # the last row cut mid-write by a SIGKILL: no newline
+    rows = run(2)
+    assert path.read_bytes().startswith(complete), "the good rows are kept as they were"
+    assert [row_key(r) for r in rows] == [row_key(r) for r in before]
+    assert timeless(rows[-1]) == timeless(before[-1]), "the torn row is computed again"
+
+    whole = path.read_bytes()
+    half = json.dumps({**rows[0], "example_id": "the next example"}).encode()
+    path.write_bytes(whole + half[: len(half) // 2])  # a kill in the first write of the next example
+    more = run(3)
+    assert path.read_bytes().startswith(whole) and [timeless(r) for r in more[:6]] == [timeless(r) for r in rows]
+    new_examples = {r["example_id"] for r in more[6:]}
+    assert len(new_examples) == 1 and not new_examples & {r["example_id"] for r in rows}, "one new example's rows"

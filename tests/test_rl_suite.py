@@ -9,7 +9,7 @@ pytest.importorskip("mujoco", reason="the rl extra (gymnasium[mujoco]) is not in
 from conftest import save_tiny_dt  # noqa: E402
 
 from namm_bench.cli import main  # noqa: E402
-from namm_bench.suites.rl_datasets import normalised_score  # noqa: E402
+from namm_bench.suites.rl_datasets import D4RL_REFERENCE, normalised_score  # noqa: E402
 
 
 def run_rl(agents, out, *extra):
@@ -119,3 +119,15 @@ def test_a_hub_checkpoint_without_agent_json_runs_with_the_spec_of_its_d4rl_data
     assert run_rl(hub_id, tmp_path / "bad") == 2
     assert "pip install datasets" in capsys.readouterr().err
     assert not (tmp_path / "bad" / "results.jsonl").exists()
+
+
+def test_d4rl_reference_returns_are_the_published_ones():
+    # D4RL's infos.py (Fu et al. 2020), the same for every dataset of an environment:
+    # REF_MIN_SCORE (random policy) and REF_MAX_SCORE (expert) of hopper and walker2d.
+    assert D4RL_REFERENCE == {"hopper": (-20.272305, 3234.3), "walker2d": (1.629008, 4592.3)}
+    # 100 * (return - min) / (max - min), by hand:
+    # hopper 1000: 100 * 1020.272305 / 3254.572305 = 31.34889...
+    assert normalised_score("hopper", 1000.0) == pytest.approx(31.34889, abs=1e-5)
+    # walker2d 2297.0: 100 * 2295.370992 / 4590.670992 = 50.00077...
+    assert normalised_score("walker2d", 2297.0) == pytest.approx(50.00077, abs=1e-5)
+    assert normalised_score("hopper", -20.272305) == 0.0 and normalised_score("walker2d", 4592.3) == 100.0

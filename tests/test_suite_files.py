@@ -86,3 +86,12 @@ def test_an_unknown_task_is_one_clear_error(suite, tmp_path, capsys):
     assert run(suite, tmp_path, "no_such_task") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no_such_task" in err[0] and "unknown" in err[0], err
+
+
+@pytest.mark.parametrize("suite", ["longbench", "choubun"])
+def test_answers_given_as_a_string_are_an_error_not_a_list_of_characters(suite, tmp_path, capsys):
+    task, _, row, _ = CASES[suite]
+    path = write_data(tmp_path / "data", suite, [json.dumps({**row, "answers": "Paris"}, ensure_ascii=False)])
+    assert run(suite, tmp_path, task) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{path}:1: answers must be a list, got str 'Paris'" in err[0], err

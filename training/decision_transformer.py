@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from namm_bench.adapters.decision_transformer import AGENT_FILE, AgentSpec
 from namm_bench.files import refuse_overwrite
 from namm_bench.suites.rl_datasets import ENVIRONMENTS
-from namm_bench.training_runs import RunFiles, check_run, rewind_log, save_state, start_run
+from namm_bench.training_runs import RunFiles, check_run, load_state, rewind_log, run_files, save_state, start_run
 
 TARGET_RETURNS = {"hopper": 3600.0, "walker2d": 5000.0}  # Chen et al.'s conditioning returns
 
@@ -132,7 +132,7 @@ def train(cfg: TrainConfig, episodes: list[dict[str, np.ndarray]], out: Path, re
     rng = np.random.default_rng(cfg.seed)
     step = 0
     if resume:
-        state = torch.load(files.state, weights_only=False)
+        state = load_state(files, STATE_KEYS, "Decision Transformer")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -171,6 +171,10 @@ def train(cfg: TrainConfig, episodes: list[dict[str, np.ndarray]], out: Path, re
     return export_run(out, force=True)  # the run's own model/, rewritten as training goes
 
 
+STATE_KEYS = ("state_mean", "state_std", "act_dim", "model", "optimizer", "scheduler", "numpy_rng", "torch_rng", "step")
+"""What ``state.pt`` holds (``_save_state``); a file without them is not this trainer's."""
+
+
 def _save_state(files: RunFiles, model, opt, sched, rng: np.random.Generator, step: int, data: Trajectories) -> None:
     state = {
         "state_mean": data.mean.tolist(),
@@ -198,7 +202,7 @@ def export_run(run: Path, directory: Path | None = None, force: bool = False) ->
     directory = Path(directory) if directory is not None else run / "model"
     refuse_overwrite(directory, ("config.json", "model.safetensors", AGENT_FILE), "an agent", force)
     cfg = TrainConfig(**json.loads((run / "config.json").read_text()))
-    state = torch.load(run / "state.pt", weights_only=False)
+    state = load_state(run_files(run), STATE_KEYS, "Decision Transformer")
     model = build_model(cfg, len(state["state_mean"]), state["act_dim"])
     model.load_state_dict(state["model"])
     model.eval()

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from namm_bench.adapters.llava_next_video import LlavaNextVideoAdapter, build_embedded, trainable_state
 from namm_bench.files import refuse_overwrite, write_atomic
 from namm_bench.suites.video_generated import KINDS, generate
-from namm_bench.training_runs import RunFiles, check_run, rewind_log, save_state, start_run
+from namm_bench.training_runs import RunFiles, check_run, load_state, rewind_log, run_files, save_state, start_run
 
 TRAIN_SEEDS = 1_000_000
 """Training videos use seeds from here on; evaluation uses 0, 1, 2 ..."""
@@ -106,7 +106,7 @@ def train(cfg: VideoTrainConfig, out: Path, resume: bool = False, build=build_em
     torch.manual_seed(cfg.seed)
     step, video_seed = 0, TRAIN_SEEDS
     if resume:
-        state = torch.load(files.state, weights_only=False)
+        state = load_state(files, STATE_KEYS, "video model")
         model.load_state_dict(state["trainable"], strict=False)
         opt.load_state_dict(state["optimizer"])
         rng.bit_generator.state = state["numpy_rng"]
@@ -172,6 +172,10 @@ def train(cfg: VideoTrainConfig, out: Path, resume: bool = False, build=build_em
     return export_run(out, force=True)  # the run's own vision/, rewritten as training goes
 
 
+STATE_KEYS = ("trainable", "optimizer", "numpy_rng", "torch_rng", "step", "video_seed")
+"""What ``state.pt`` holds (``_save_state``); a file without them is not this trainer's."""
+
+
 def _save_state(files: RunFiles, model, opt, rng: np.random.Generator, step: int, video_seed: int) -> None:
     state = {
         "trainable": trainable_state(model),
@@ -196,7 +200,7 @@ def export_run(run: Path, directory: Path | None = None, force: bool = False) ->
         raise ValueError(f"{run} holds no training state (state.pt); train first with `namm-bench video-train`")
     directory = Path(directory) if directory is not None else run / "vision"
     refuse_overwrite(directory, ("vision.safetensors", "config.json"), "vision weights", force)
-    state = torch.load(run / "state.pt", weights_only=False)
+    state = load_state(run_files(run), STATE_KEYS, "video model")
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.contiguous() for k, v in state["trainable"].items()}
     write_atomic(directory / "vision.safetensors", save(tensors))

@@ -7,7 +7,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..context import parse_rope_scaling
 from ..namm.scorer import NammConfig
+from ..presets import resolve_preset
 from ..typed import check_field_types
 
 FITNESS_MODES = ("fast", "paper")
@@ -66,6 +68,15 @@ class EvolutionConfig:
         Fitness minus ``sparsity_weight * max(0, cache_fraction - sparsity_target)``. The paper's
         released runs use no such term (its ``SparsityAuxiliaryLoss`` is off); without one nothing
         rewards eviction on tasks where the full cache is best. Weight 0 turns it off.
+    eval_interval, eval_examples_per_task
+        Every ``eval_interval`` generations (and after the last), the CMA-ES mean is scored on a
+        fixed validation draw (``eval_examples_per_task`` examples of every stage task, drawn
+        with ``pool_seed + 1``) and the best-scoring mean is kept, as the paper's ``ckpt.pt``
+        keeps it (``namm-bench export --solution best``). 0: no evaluation.
+    rope_scaling, max_context
+        Context extension of a text model, as ``namm-bench run --rope-scaling/--max-context``
+        (``namm_bench.context``; the paper's Llama 3 8B: ``"ntk:4:2"`` and 32768). ``""`` / 0:
+        the model's own.
     init
         A NAMM checkpoint directory whose parameters are CMA-ES's starting mean and whose
         normalisation statistics replace generation 0's (so its parameters keep their meaning).
@@ -90,8 +101,23 @@ class EvolutionConfig:
     sparsity_weight: float = 0.0
     interval: int = 512
     chunk_size: int = 128
+    prompt_end_call: bool = True
+    preset: str = "default"
+    rope_scaling: str = ""
+    max_context: int = 0
+    eval_interval: int = 0
+    eval_examples_per_task: int = 4
     init: str = ""
     namm: NammConfig = field(default_factory=NammConfig)
+
+    def adapter_options(self) -> dict[str, Any]:
+        """The context extension options the adapter is built with (none when the model's own)."""
+        options: dict[str, Any] = {}
+        if self.rope_scaling:
+            options["rope_scaling"] = parse_rope_scaling(self.rope_scaling)
+        if self.max_context:
+            options["max_context"] = self.max_context
+        return options
 
     @property
     def total_generations(self) -> int:
@@ -134,6 +160,11 @@ class EvolutionConfig:
             )
         if self.member_batch < 1:
             raise ConfigError(f"member_batch must be positive, got {self.member_batch}")
+        if self.eval_interval < 0 or self.eval_examples_per_task < 1:
+            raise ConfigError(
+                f"eval_interval must be >= 0 and eval_examples_per_task >= 1, got {self.eval_interval} "
+                f"and {self.eval_examples_per_task}"
+            )
         for name in ("seed", "pool_seed"):  # CMA-ES seeds NumPy with seed + 1
             if not 0 <= getattr(self, name) < 2**32 - 1:
                 raise ConfigError(f"{name} must be between 0 and 2**32 - 2, got {getattr(self, name)}")
@@ -188,6 +219,15 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> EvolutionCo
         if raw.get("model") == "":
             raw["model"] = None
         check_field_types(EvolutionConfig, raw, source)
+        # a preset fixes the streaming settings (``namm_bench.presets``; "paper": the paper's code's)
+        preset = resolve_preset(
+            raw.get("preset", "default"), **{k: raw.get(k) for k in ("chunk_size", "interval", "prompt_end_call")}
+        )
+        raw.update(chunk_size=preset.chunk_size, interval=preset.interval, prompt_end_call=preset.prompt_end_call)
+        if raw.get("rope_scaling"):
+            parse_rope_scaling(raw["rope_scaling"])
+        if raw.get("max_context", 0) < 0:
+            raise ValueError(f"max_context must be >= 1 (or 0: the model's own), got {raw['max_context']}")
         return EvolutionConfig(stages=tuple(stages), namm=namm, **raw)
     except (TypeError, KeyError, ValueError) as err:
         message = str(err) if str(err).startswith(source) else f"{source}: {err}"

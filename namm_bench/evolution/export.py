@@ -23,12 +23,17 @@ def _default_model(suite_name: str) -> str:
     return ADAPTERS.get(suite_adapter(suite, None)).default_model
 
 
-def export(run_dir: str | Path, to: str | Path | None = None, force: bool = False) -> Path:
-    """Write the run's CMA-ES mean as a namm-bench checkpoint (safetensors + JSON) with provenance.
+SOLUTIONS = ("final", "best")
 
-    The exported mean is CMA-ES's latest (updated after the last generation); the fitness in the
-    provenance is the last one measured, that of the mean which sampled the last generation
-    (``fitness_generation``).
+
+def export(run_dir: str | Path, to: str | Path | None = None, force: bool = False, solution: str = "final") -> Path:
+    """Write a CMA-ES mean of the run as a namm-bench checkpoint (safetensors + JSON) with provenance.
+
+    ``solution="final"``: CMA-ES's latest mean (updated after the last generation); the fitness
+    in the provenance is the last one measured, that of the mean which sampled the last
+    generation (``fitness_generation``). ``"best"``: the mean with the best periodic evaluation
+    (config ``eval_interval``), as the paper's ``ckpt.pt`` holds it; the provenance gives that
+    evaluation. ``provenance["solution"]`` says which.
     """
     from ..runner import code_version
 
@@ -39,26 +44,41 @@ def export(run_dir: str | Path, to: str | Path | None = None, force: bool = Fals
     config = read_run_config(run_dir)
     if not state["log"]:
         raise EvolutionError(f"{run_dir}: no generation has finished, there is nothing to export")
-    cma = CMAES.from_state(state["cma"])
+    if solution not in SOLUTIONS:
+        raise ValueError(f"--solution must be one of {', '.join(SOLUTIONS)}, got {solution!r}")
+    best = state.get("best")
+    if solution == "best" and best is None:
+        raise EvolutionError(
+            f"{run_dir}: the mean was never evaluated (the config's eval_interval is {config.eval_interval}); "
+            "export the final mean, or run with eval_interval > 0"
+        )
+    mean = best["params"] if solution == "best" else CMAES.from_state(state["cma"]).mean
     last = state["log"][-1]
     provenance = {
         "tasks": list(dict.fromkeys(t for s in config.stages[: last["stage"]] for t in s.tasks)),
         "generations": state["generation"],
         "seed": config.seed,
         "fitness_mode": config.fitness,
-        "fitness_generation": last["generation"],
-        "fitness": last["mean_solution"],
-        "normalised_score": last["mean_solution_score"],
-        "cache_fraction": last["mean_solution_cache_fraction"],
+        # the final mean's measurement is its generation's; the best one's, the validation draw's
+        "fitness_generation": None if solution == "best" else last["generation"],
+        "fitness": best["eval_fitness"] if solution == "best" else last["mean_solution"],
+        "normalised_score": best["eval_score"] if solution == "best" else last["mean_solution_score"],
+        "cache_fraction": best["eval_cache_fraction"] if solution == "best" else last["mean_solution_cache_fraction"],
         "model": config.model or _default_model(config.suite),
         "model_sha256": state.get("model_sha256"),
         "suite": config.suite,
         "init": config.init or None,
+        "solution": "best-evaluated mean" if solution == "best" else "final mean",
+        "evaluation": (
+            {"after_generations": best["generation"], "examples_per_task": config.eval_examples_per_task}
+            if solution == "best"
+            else None
+        ),
         "config": config.to_dict(),
         "code_version": code_version(),
     }
     ckpt = NammCheckpoint(
-        params=torch.from_numpy(cma.mean).float(),
+        params=torch.from_numpy(mean).float(),
         stats=RunningStats(**state["stats"]),
         config=config.namm,
         provenance=provenance,

@@ -228,7 +228,7 @@ class FastFitness:
 
     @property
     def _streaming(self) -> ControllerConfig:
-        return ControllerConfig(self.config.chunk_size, self.config.interval, "streaming")
+        return ControllerConfig(self.config.chunk_size, self.config.interval, "streaming", self.config.prompt_end_call)
 
     @torch.inference_mode()
     def members(self, example, params: torch.Tensor, stats: RunningStats) -> tuple[torch.Tensor, torch.Tensor]:
@@ -301,7 +301,7 @@ class PaperFitness:
     def __init__(self, adapter, suite, config) -> None:
         self.adapter, self.suite, self.config = adapter, suite, config
         self._prepared: dict[str, tuple[torch.Tensor, float]] = {}
-        self._controller = ControllerConfig(config.chunk_size, config.interval, "streaming")
+        self._controller = ControllerConfig(config.chunk_size, config.interval, "streaming", config.prompt_end_call)
 
     @torch.inference_mode()
     def prepare(self, example) -> tuple[torch.Tensor, float]:

@@ -17,7 +17,7 @@ NumPy generator, statistics, log; replaced atomically every generation), ``log.j
 from __future__ import annotations
 
 import csv
-import hashlib
+import dataclasses
 import io
 import json
 import logging
@@ -31,14 +31,17 @@ import torch
 from tqdm.auto import tqdm
 
 from ..files import write_atomic, write_figure
+from ..fingerprints import model_fingerprint
 from ..models import make_adapter, make_suite, suite_adapter
 from ..namm.checkpoint import load_checkpoint
 from ..namm.features import RunningStats
+from ..presets import resolve_preset
 from ..registry import ADAPTERS
 from .cmaes import CMAES
 from .config import ConfigError, EvolutionConfig, config_from_dict, load_config
 from .distributed import World, barrier, broadcast, close_world, init_world, sum_over_ranks
 from .fitness import FITNESS
+from .validation import EVAL_FIELDS, VALIDATION_SEED_OFFSET, Validation
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,7 @@ LOG_FIELDS = (
     "population_cache_fraction",
     "sigma",
     "seconds",
+    *EVAL_FIELDS,
 )
 
 
@@ -91,9 +95,13 @@ def evolve(
         )
     world = init_world(device)
     try:
-        adapter = make_adapter(adapter_name, config.model, device=device)
+        adapter = make_adapter(adapter_name, config.model, device=device, **config.adapter_options())
         fitness = FITNESS[config.fitness](adapter, suite, config)
         pools = example_pools(config, suite, adapter)
+        validation = None
+        if config.eval_interval:
+            seed = config.pool_seed + VALIDATION_SEED_OFFSET
+            validation = Validation(config, example_pools(config, suite, adapter, seed, config.eval_examples_per_task))
         if state is None:
             cma, state = _fresh_start(config, model_sha256)
             if world.is_main:
@@ -115,8 +123,12 @@ def evolve(
         )
         while state["generation"] < end:
             row = _generation(state, cma, config, fitness, pools, world, bar)
-            state["log"].append(row)
             state["generation"] += 1
+            if validation is not None and validation.due(state["generation"]):
+                bar.set_postfix_str(f"gen {row['generation']}: evaluating the mean")
+                stats = RunningStats(**state["stats"])
+                row.update(validation.evaluate(fitness, cma.mean, stats, world, state))
+            state["log"].append(row)
             state["cma"] = cma.state()
             if world.is_main:
                 _save_state(out, state)
@@ -240,18 +252,23 @@ def _fitness(results: torch.Tensor, full: torch.Tensor, tasks: list[str], config
     return value, perf, fraction
 
 
-def example_pools(config: EvolutionConfig, suite, adapter) -> dict[str, list]:
+def example_pools(
+    config: EvolutionConfig, suite, adapter, seed: int | None = None, count: int | None = None
+) -> dict[str, list]:
+    """``count`` examples (``pool_per_task``) of every stage task, drawn with ``seed`` (``pool_seed``)."""
     from ..runner import ANSWER_RESERVE
 
+    seed = config.pool_seed if seed is None else seed
+    count = count or config.pool_per_task
     tasks = dict.fromkeys(t for s in config.stages for t in s.tasks)
     max_prompt = adapter.max_prompt_tokens(ANSWER_RESERVE)
     pools = {}
     for task in tasks:
-        pool = suite.examples(task, adapter.count_tokens, max_prompt, config.pool_seed, config.pool_per_task)
-        if len(pool) < config.pool_per_task:
-            raise ConfigError(
-                f"task {task} yields {len(pool)} examples, fewer than pool_per_task {config.pool_per_task}"
-            )
+        pool = suite.examples(task, adapter.count_tokens, max_prompt, seed, count)
+        if resolve_preset(config.preset).chat is not None:  # the paper preset: no chat template
+            pool = [dataclasses.replace(ex, chat=resolve_preset(config.preset).chat) for ex in pool]
+        if len(pool) < count:
+            raise ConfigError(f"task {task} yields {len(pool)} examples, fewer than the {count} asked for")
         pools[task] = pool
     return pools
 
@@ -290,26 +307,6 @@ def _open_run(out: Path, config: EvolutionConfig, resume: bool) -> dict[str, Any
             f"{config.total_generations}"
         )
     return state
-
-
-MODEL_FILES = ("config.json", "*.safetensors", "*.bin", "*.pt", "*.gguf")
-
-
-def model_fingerprint(directory: Path | None) -> str | None:
-    """sha256 over a local model's config and weight files; None for a hub model (no directory).
-
-    The run's config holds only the model's path, and a resumed run must load the same weights to
-    continue the same trajectory (a relative path or replaced files would change them silently).
-    """
-    if directory is None:
-        return None
-    files = sorted({p for pattern in MODEL_FILES for p in directory.rglob(pattern) if p.is_file()})
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.relative_to(directory).as_posix().encode())
-        with open(path, "rb") as f:
-            digest.update(hashlib.file_digest(f, "sha256").digest())
-    return digest.hexdigest()
 
 
 def read_run_config(out: str | Path) -> EvolutionConfig:
