@@ -31,6 +31,19 @@ def tiny(**kw):
     return TrainConfig(**{**base, "warmup_steps": 5, "log_every": 1, "checkpoint_every": 5, **kw})
 
 
+def kill_at_batch(monkeypatch, n: int) -> None:
+    """Make the ``n``-th batch of a run raise, as a kill mid-run would (``monkeypatch.undo()`` restores)."""
+    original, calls = Trajectories.batch, [0]
+
+    def dies(self, rng):
+        calls[0] += 1
+        if calls[0] == n:
+            raise RuntimeError("killed")
+        return original(self, rng)
+
+    monkeypatch.setattr(Trajectories, "batch", dies)
+
+
 def test_windows_are_left_padded_with_returns_to_go_of_their_episode():
     eps = episodes()
     data = Trajectories(eps, tiny())
@@ -57,19 +70,10 @@ def test_a_crash_then_resume_gives_the_uninterrupted_run(tmp_path, monkeypatch):
     eps = episodes()
     whole = train(tiny(), eps, tmp_path / "whole")
 
-    calls = {"n": 0}
-    original = Trajectories.batch
-
-    def dies_at_step_13(self, rng):
-        calls["n"] += 1
-        if calls["n"] == 13:
-            raise RuntimeError("killed")
-        return original(self, rng)
-
-    monkeypatch.setattr(Trajectories, "batch", dies_at_step_13)
+    kill_at_batch(monkeypatch, 13)
     with pytest.raises(RuntimeError, match="killed"):
         train(tiny(), eps, tmp_path / "crashed")
-    monkeypatch.setattr(Trajectories, "batch", original)
+    monkeypatch.undo()
     assert [json.loads(r)["step"] for r in (tmp_path / "crashed" / "log.jsonl").read_text().splitlines()][-1] == 12
     resumed = train(tiny(), eps, tmp_path / "crashed", resume=True)
 
@@ -95,15 +99,7 @@ def test_the_exported_model_acts_through_the_adapter(tmp_path):
 
 
 def test_a_run_stopped_midway_exports_its_last_checkpoint(tmp_path, monkeypatch, capsys):
-    original = Trajectories.batch
-
-    def dies_at_step_8(self, rng, calls=[0]):  # noqa: B006 (a counter across calls)
-        calls[0] += 1
-        if calls[0] == 8:
-            raise RuntimeError("killed")
-        return original(self, rng)
-
-    monkeypatch.setattr(Trajectories, "batch", dies_at_step_8)
+    kill_at_batch(monkeypatch, 8)
     with pytest.raises(RuntimeError):
         train(tiny(), episodes(), tmp_path / "run")
     assert main(["rl-export", str(tmp_path / "run"), "--to", str(tmp_path / "agent")]) == 0

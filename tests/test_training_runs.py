@@ -7,11 +7,11 @@ import pickle
 
 import pytest
 import torch
-from test_decision_transformer_training import episodes, tiny
+from test_decision_transformer_training import episodes, kill_at_batch, tiny
 from test_video_training import tiny_builder, tiny_config
 
 from namm_bench.cli import main
-from namm_bench.training.decision_transformer import Trajectories, train
+from namm_bench.training.decision_transformer import train
 from namm_bench.training.llava_next_video import train as train_video
 
 
@@ -73,19 +73,11 @@ def test_video_export_refuses_a_foreign_state(tiny_video_dir, tmp_path, capsys):
 def test_a_torn_last_log_line_is_dropped_on_resume_and_a_corrupt_one_before_it_is_an_error(
     tmp_path, monkeypatch, caplog
 ):
-    original = Trajectories.batch
-
-    def dies_at_step_8(self, rng, calls=[0]):  # noqa: B006 (a counter across calls)
-        calls[0] += 1
-        if calls[0] == 8:
-            raise RuntimeError("killed")
-        return original(self, rng)
-
     run = tmp_path / "run"
-    monkeypatch.setattr(Trajectories, "batch", dies_at_step_8)
+    kill_at_batch(monkeypatch, 8)
     with pytest.raises(RuntimeError):
         train(tiny(steps=10), episodes(), run)  # checkpoint at step 5, log rows 1-7
-    monkeypatch.setattr(Trajectories, "batch", original)
+    monkeypatch.undo()
     log = run / "log.jsonl"
     lines = log.read_text().splitlines()
     log.write_text("\n".join(lines) + '\n{"step": 8, "lo')  # a kill while step 8's row was written
