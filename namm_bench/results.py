@@ -293,9 +293,12 @@ def label_settings(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return row.get(name, KEY_DEFAULTS.get(name))
 
     def differs(name: str) -> bool:
-        values = {value(r, name) for r in rows}
+        """Whether one suite's rows of one model differ in ``name`` (models differ in their files)."""
+        groups: dict[tuple, set] = {}
+        for r in rows:
+            groups.setdefault((r.get("suite"), r.get("model")), set()).add(value(r, name))
         # a row written before model hashes were kept (None) is taken to be of the same model
-        return len(values - {None} if name == "model_sha256" else values) > 1
+        return any(len(v - {None} if name == "model_sha256" else v) > 1 for v in groups.values())
 
     varying = [name for name in SETTING_FIELDS if differs(name)]
     if not varying:

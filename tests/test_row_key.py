@@ -94,6 +94,8 @@ def test_a_replaced_model_is_a_report_section_of_its_own_and_rows_before_hashes_
     base = {"suite": "synthetic", "task": "t", "protocol": "streaming", "policy": "full"}
     rows = [{**base, "model_sha256": None}, {**base, "model_sha256": "aaaa1111bbbb"}]
     assert label_settings(rows) == rows  # an old row is taken to be of the same model
+    other_model = [{**base, "model": "walker", "model_sha256": "eeee3333"}]
+    assert label_settings(rows + other_model) == rows + other_model  # another model, other files: no setting
     rows.append({**base, "model_sha256": "cccc2222dddd"})
     assert [r["protocol"] for r in label_settings(rows)] == [
         "streaming; model unknown",
