@@ -97,8 +97,14 @@ def managed_layers(text_config: Any) -> list[int]:
     return [i for i, kind in enumerate(types) if kind != "sliding_attention"]
 
 
-def _memoised(run: Callable[[MemoryPolicy], Any], policies: dict[str, Callable[[], MemoryPolicy]]):
-    """``run`` of each named policy, done once: several properties read the same run."""
+def _memoised(run: Callable[[MemoryPolicy], Any], evict: tuple[int, ...], budget: int):
+    """``run`` of the kit's policies (keep-all, evict ``evict`` at the first call, H2O at ``budget``
+    tokens), each done once on first use: several properties read the same run."""
+    policies: dict[str, Callable[[], MemoryPolicy]] = {
+        "full": FullCache,
+        "evict": lambda: EvictAtFirstCall(evict=evict),
+        "h2o": lambda: H2O(budget=Budget(tokens=budget)),
+    }
     done: dict[str, Any] = {}
 
     def get(name: str) -> Any:
@@ -149,14 +155,7 @@ def check_text_adapter(
 
     evict = tuple(range(3, config.interval - 2, 3))
     budget = 8
-    runs = _memoised(
-        lambda policy: run_controlled(adapter, ids, policy, prompt_len, config),
-        {
-            "full": FullCache,
-            "evict": lambda: EvictAtFirstCall(evict=evict),
-            "h2o": lambda: H2O(budget=Budget(tokens=budget)),
-        },
-    )
+    runs = _memoised(lambda policy: run_controlled(adapter, ids, policy, prompt_len, config), evict, budget)
 
     def keep_all() -> None:
         torch.testing.assert_close(runs("full")[0], stock, atol=atol, rtol=1e-4)
@@ -266,14 +265,7 @@ def check_decision_transformer_adapter(adapter: Any, steps: int = 20, atol: floa
         stock = model(states=s, actions=a, returns_to_go=r, timesteps=t).action_preds[0].float().cpu()
     evict = tuple(range(3, config.interval - 2))
     budget = 6
-    runs = _memoised(
-        act,
-        {
-            "full": FullCache,
-            "evict": lambda: EvictAtFirstCall(evict=evict),
-            "h2o": lambda: H2O(budget=Budget(tokens=budget)),
-        },
-    )
+    runs = _memoised(act, evict, budget)
 
     def keep_all() -> None:
         torch.testing.assert_close(runs("full")[0], stock, atol=atol, rtol=1e-4)
