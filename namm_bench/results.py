@@ -10,9 +10,16 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: one writer per file
+    fcntl = None
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +119,10 @@ class ResultsStore:
     """Rows of ``out_dir/results.jsonl``, with crash-safe appends for resumable runs.
 
     Reads never modify the file (a report may read while a run is writing); the torn last line a
-    crash can leave is dropped only when this store first appends. One writer per file.
+    crash can leave is dropped only when a store appends. Processes may share the file: each
+    append holds an exclusive lock (``fcntl.flock`` on ``.results.jsonl.lock``) around reading
+    what others appended, checking the key and writing, so a row another process wrote meanwhile
+    is not written again.
 
     Parameters
     ----------
@@ -124,8 +134,11 @@ class ResultsStore:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.out_dir / RESULTS_FILE
-        # Keys known to be in the file, loaded (and the tail repaired) on the first append.
+        # Keys known to be in the file and the file's size when they were read (under the lock).
         self._keys: set[RowKey] | None = None
+        self._size = -1
+        # Keys the caller has seen (its last read, or the first append's): appending one is an error.
+        self._seen: set[RowKey] | None = None
 
     def done_keys(self) -> set[RowKey]:
         """Return the keys of all rows in the file (see :func:`row_key`).
@@ -135,7 +148,9 @@ class ResultsStore:
         ResultsFileError
             If the file is corrupt.
         """
-        return self._scan().keys
+        scan = self._scan()
+        self._seen = set(scan.keys)
+        return scan.keys
 
     def rows(self) -> list[dict[str, Any]]:
         """Return all rows in file order, without a torn last line.
@@ -145,9 +160,11 @@ class ResultsStore:
         ResultsFileError
             If the file is corrupt.
         """
-        return self._scan().rows
+        scan = self._scan()
+        self._seen = set(scan.keys)
+        return scan.rows
 
-    def append(self, row: dict[str, Any]) -> None:
+    def append(self, row: dict[str, Any]) -> bool:
         """Append ``row`` as one line, durably (single write, flush, ``fsync``).
 
         Parameters
@@ -155,30 +172,62 @@ class ResultsStore:
         row
             A JSON-serialisable result row with all :data:`KEY_FIELDS`.
 
+        Returns
+        -------
+        bool
+            False when another process sharing the file wrote a row with this key meanwhile
+            (nothing is written), True otherwise.
+
         Raises
         ------
         ValueError
-            If the row's key is already in the file or a key field is missing.
+            If the row's key was in the file when the caller last read it (``rows``,
+            ``done_keys``, or this store's first append) or was appended by it, or a key field is
+            missing.
         ResultsFileError
             If the existing file is corrupt.
         """
-        if self._keys is None:
-            scan = self._scan()
-            self._repair(scan)
-            self._keys = scan.keys
         key = row_key(row)
-        if key in self._keys:
-            raise ValueError(f"{self.path}: a row with key {key} is already present")
-        # ensure_ascii=False leaves U+2028 and friends unescaped; lines are split on b"\n" only.
-        data = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
-        created = not self.path.exists()
-        with open(self.path, "ab") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if created:
-            _fsync_dir(self.out_dir)
-        self._keys.add(key)
+        with self._lock():
+            size = self.path.stat().st_size if self.path.exists() else 0
+            if self._keys is None or size != self._size:  # the first append, or another process wrote since
+                scan = self._scan()
+                self._repair(scan)
+                self._keys = scan.keys
+                if self._seen is None:
+                    self._seen = set(scan.keys)
+            if key in self._seen:
+                raise ValueError(f"{self.path}: a row with key {key} is already present")
+            if key in self._keys:
+                logger.info("%s: another process wrote the row %s meanwhile; not written again", self.path, key)
+                self._size = self.path.stat().st_size
+                return False
+            # ensure_ascii=False leaves U+2028 and friends unescaped; lines are split on b"\n" only.
+            data = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
+            created = not self.path.exists()
+            with open(self.path, "ab") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            if created:
+                _fsync_dir(self.out_dir)
+            self._keys.add(key)
+            self._seen.add(key)
+            self._size = self.path.stat().st_size
+        return True
+
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        """Hold the results file's lock (exclusive between processes; a no-op where ``fcntl`` is missing)."""
+        if fcntl is None:
+            yield
+            return
+        with open(self.out_dir / f".{RESULTS_FILE}.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _scan(self) -> _Scan:
         """Parse the file, validating every complete line and classifying an unterminated tail."""
