@@ -30,10 +30,6 @@ def data_dir_from(data_dir: str | Path | None, env: str) -> Path | None:
     return Path(chosen) if chosen else None
 
 
-LONGBENCH_TYPES: dict[str, type] = {"context": str, "input": str, "answers": list}
-"""Field types of a row in LongBench's layout (LongBench, ChouBun)."""
-
-
 def read_jsonl(
     path: Path, required: Iterable[str] = (), limit: int | None = None, types: dict[str, type] | None = None
 ) -> list[dict[str, Any]]:

@@ -18,17 +18,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .base import (
-    LONGBENCH_TYPES,
-    DataError,
-    Outcome,
-    TextExample,
-    TokenCounter,
-    data_dir_from,
-    prediction_text,
-    read_jsonl,
-)
-from .longbench import example_from_row
+from .base import DataError, Outcome, TextExample, TokenCounter, data_dir_from, prediction_text
+from .longbench import example_from_row, read_rows
 from .metrics import best_over_answers
 
 _QA = (
@@ -91,7 +82,7 @@ class ChouBunSuite:
             raise DataError(f"unknown ChouBun task {task!r}; known: {', '.join(TEMPLATES)}")
         if self.data_dir is None:
             return _hub_rows(task)
-        return read_jsonl(self._task_file(task), required=("context", "input", "answers"), types=LONGBENCH_TYPES)
+        return read_rows(self._task_file(task))
 
     def examples(
         self, task: str, count_tokens: TokenCounter, max_prompt_tokens: int, seed: int, limit: int | None

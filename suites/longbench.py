@@ -26,16 +26,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .base import (
-    LONGBENCH_TYPES,
-    DataError,
-    Outcome,
-    TextExample,
-    TokenCounter,
-    data_dir_from,
-    prediction_text,
-    read_jsonl,
-)
+from .base import DataError, Outcome, TextExample, TokenCounter, data_dir_from, prediction_text, read_jsonl
 from .metrics import best_over_answers
 
 METRIC = {
@@ -92,6 +83,16 @@ def score_prediction(task: str, prediction: str, answers: list[str], all_classes
     if task in FIRST_LINE_TASKS:
         prediction = prediction.lstrip("\n").split("\n")[0]
     return best_over_answers(METRIC[task], prediction, answers, all_classes=all_classes or [])
+
+
+ROW_TYPES: dict[str, type] = {"context": str, "input": str, "answers": list}
+"""The fields of a row in LongBench's layout (ChouBun's too) and their types."""
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a task file in LongBench's layout; a row lacking a field of :data:`ROW_TYPES`
+    or holding another type (``answers`` a string) is a ``DataError`` naming the file and line."""
+    return read_jsonl(path, required=tuple(ROW_TYPES), types=ROW_TYPES)
 
 
 def example_from_row(task: str, index: int, row: dict[str, Any], template: str, max_new_tokens: int) -> TextExample:
@@ -195,7 +196,7 @@ class LongBenchSuite:
         return path
 
     def rows(self, task: str) -> list[dict[str, Any]]:
-        return read_jsonl(self._task_file(task), required=("context", "input", "answers"), types=LONGBENCH_TYPES)
+        return read_rows(self._task_file(task))
 
     def examples(
         self, task: str, count_tokens: TokenCounter, max_prompt_tokens: int, seed: int, limit: int | None

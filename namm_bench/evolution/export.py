@@ -52,28 +52,38 @@ def export(run_dir: str | Path, to: str | Path | None = None, force: bool = Fals
             f"{run_dir}: the mean was never evaluated (the config's eval_interval is {config.eval_interval}); "
             "export the final mean, or run with eval_interval > 0"
         )
-    mean = best["params"] if solution == "best" else CMAES.from_state(state["cma"]).mean
     last = state["log"][-1]
+    # the final mean's measurement is its generation's; the best one's, the validation draw's
+    if solution == "best":
+        mean = best["params"]
+        measured = {
+            "fitness_generation": None,
+            "fitness": best["eval_fitness"],
+            "normalised_score": best["eval_score"],
+            "cache_fraction": best["eval_cache_fraction"],
+            "solution": "best-evaluated mean",
+            "evaluation": {"after_generations": best["generation"], "examples_per_task": config.eval_examples_per_task},
+        }
+    else:
+        mean = CMAES.from_state(state["cma"]).mean
+        measured = {
+            "fitness_generation": last["generation"],
+            "fitness": last["mean_solution"],
+            "normalised_score": last["mean_solution_score"],
+            "cache_fraction": last["mean_solution_cache_fraction"],
+            "solution": "final mean",
+            "evaluation": None,
+        }
     provenance = {
         "tasks": list(dict.fromkeys(t for s in config.stages[: last["stage"]] for t in s.tasks)),
         "generations": state["generation"],
         "seed": config.seed,
         "fitness_mode": config.fitness,
-        # the final mean's measurement is its generation's; the best one's, the validation draw's
-        "fitness_generation": None if solution == "best" else last["generation"],
-        "fitness": best["eval_fitness"] if solution == "best" else last["mean_solution"],
-        "normalised_score": best["eval_score"] if solution == "best" else last["mean_solution_score"],
-        "cache_fraction": best["eval_cache_fraction"] if solution == "best" else last["mean_solution_cache_fraction"],
+        **measured,
         "model": config.model or _default_model(config.suite),
         "model_sha256": state.get("model_sha256"),
         "suite": config.suite,
         "init": config.init or None,
-        "solution": "best-evaluated mean" if solution == "best" else "final mean",
-        "evaluation": (
-            {"after_generations": best["generation"], "examples_per_task": config.eval_examples_per_task}
-            if solution == "best"
-            else None
-        ),
         "config": config.to_dict(),
         "code_version": code_version(),
     }

@@ -262,11 +262,12 @@ def example_pools(
     count = count or config.pool_per_task
     tasks = dict.fromkeys(t for s in config.stages for t in s.tasks)
     max_prompt = adapter.max_prompt_tokens(ANSWER_RESERVE)
+    chat = resolve_preset(config.preset).chat  # the paper preset: no chat template
     pools = {}
     for task in tasks:
         pool = suite.examples(task, adapter.count_tokens, max_prompt, seed, count)
-        if resolve_preset(config.preset).chat is not None:  # the paper preset: no chat template
-            pool = [dataclasses.replace(ex, chat=resolve_preset(config.preset).chat) for ex in pool]
+        if chat is not None:
+            pool = [dataclasses.replace(ex, chat=chat) for ex in pool]
         if len(pool) < count:
             raise ConfigError(f"task {task} yields {len(pool)} examples, fewer than the {count} asked for")
         pools[task] = pool
