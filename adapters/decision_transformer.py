@@ -152,6 +152,8 @@ class DecisionTransformerAdapter:
     modality = "rl"
     model_types = ("decision_transformer",)
     default_model = None
+    dtypes = ("float32",)
+    """A 1M-parameter agent gains nothing from half precision, and its state statistics are float32."""
 
     def __init__(self, model: str | Path | None, device: str = "cpu", dtype: torch.dtype | None = None) -> None:
         from transformers import DecisionTransformerModel

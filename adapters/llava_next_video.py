@@ -234,7 +234,7 @@ class LlavaNextVideoAdapter:
         else:
             loaded, tokenizer = self._load_full(model, dtype or torch.float32)
             template = HUB_TEMPLATE
-        self._setup(loaded, tokenizer, template, device)
+        self._setup(loaded.to(dtype or torch.float32), tokenizer, template, device)
         if num_frames is not None and fps is not None:
             raise ValueError("give --frames or --fps, not both")
         self.num_frames, self.fps = (None, fps) if fps is not None else (num_frames or 32, None)

@@ -11,6 +11,7 @@ from pathlib import Path
 from .budget import parse_budget
 from .context import RopeScaling, parse_rope_scaling
 from .controller import PROTOCOLS, ControllerConfig
+from .models import DTYPES
 from .presets import PRESETS, resolve_preset
 from .registry import COMMANDS
 
@@ -79,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="streaming: also call the policy at the end of the prompt (default: yes; the paper's code does not)",
     )
     run.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda when available)")
-    run.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None, help="weights (default fp32)")
+    run.add_argument(
+        "--dtype", choices=DTYPES, default="auto", help="weights (default auto: bfloat16 on CUDA, float32 on CPU)"
+    )
     run.add_argument(
         "--rope-scaling",
         type=_rope_scaling,

@@ -226,7 +226,9 @@ class Adapter(Protocol):
     directory or None for the adapter's embedded default. Class attributes: ``name``,
     ``modality`` (the examples it runs) and ``model_types`` (the ``config.model_type`` values it
     serves, which pick it when ``--adapter`` is not given) and ``default_model`` (the name rows
-    record for ``model=None``, or None if the adapter needs a model). Instances hold
+    record for ``model=None``, or None if the adapter needs a model); optionally ``dtypes``, the
+    weights' dtypes it runs in (default float32, bfloat16, float16; ``--dtype auto`` takes
+    bfloat16 on CUDA where it is among them, else float32). Instances hold
     ``model_name`` (as rows record it). Text adapters also provide ``count_tokens(text)``,
     ``max_prompt_tokens(max_new_tokens)`` and ``model_directory(model)`` (where the weights are,
     for the fingerprint an evolution run keeps).

@@ -75,6 +75,27 @@ def suite_adapter(suite: Any, model: str | None, requested: str | None = None) -
     return choose_adapter(model, requested, getattr(suite, "default_adapter", None))
 
 
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+"""``--dtype`` values: ``auto`` is bfloat16 on CUDA and float32 elsewhere."""
+
+
+def resolve_dtype(requested: str, device: str, adapter_cls: Any) -> str:
+    """The weights' dtype an adapter runs in: ``requested``, or for ``auto`` bfloat16 on CUDA, else float32.
+
+    An adapter may declare the dtypes it runs in (``dtypes``, default all three): ``auto`` falls
+    back to float32 where bfloat16 is not among them, and asking for one outside them is an error.
+    """
+    if requested not in DTYPES:
+        raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, got {requested!r}")
+    supported = getattr(adapter_cls, "dtypes", DTYPES[1:])
+    if requested == "auto":
+        return "bfloat16" if device.startswith("cuda") and "bfloat16" in supported else "float32"
+    if requested not in supported:
+        name = getattr(adapter_cls, "name", adapter_cls.__name__)
+        raise ValueError(f"adapter {name} runs in {', '.join(supported)}, not {requested}")
+    return requested
+
+
 def make_adapter(name: str, model: str | None = None, **options: Any) -> Any:
     """Build the adapter registered as ``name`` on ``model``; options it does not take are an error."""
     cls = ADAPTERS.get(name)

@@ -21,7 +21,7 @@ from .context import RopeScaling
 from .controller import ControllerConfig
 from .fingerprints import example_fingerprint, model_fingerprint
 from .interfaces import ExampleError, RunOptions
-from .models import make_adapter, make_suite, suite_adapter
+from .models import make_adapter, make_suite, resolve_dtype, suite_adapter
 from .namm.checkpoint import NammCheckpoint, load_checkpoint
 from .policies import MemoryPolicy, make_policy, policy_class
 from .registry import ADAPTERS
@@ -61,8 +61,8 @@ class RunSpec:
     """The ``--preset`` the controller settings came from (``namm_bench.presets``), in every row's key."""
     chat: bool | None = None
     """False: text prompts without the chat template (the paper preset); None: as each suite says."""
-    dtype: str | None = None
-    """Weights' dtype (``bfloat16``, ...); None: the adapter's default (float32)."""
+    dtype: str = "auto"
+    """Weights' dtype (``namm_bench.models.DTYPES``): ``auto`` is bfloat16 on CUDA, float32 elsewhere."""
     rope_scaling: RopeScaling | None = None
     """RoPE scaling set on the model's config (``namm_bench.context``), in every row's key."""
     max_context: int | None = None
@@ -227,8 +227,7 @@ def load_adapter(spec: RunSpec, suite: Any, model: str | None) -> Any:
         )
     context = {"rope_scaling": spec.rope_scaling, "max_context": spec.max_context}
     options = {**spec.adapter_options, **{k: v for k, v in context.items() if v is not None}}
-    if spec.dtype is not None:
-        options["dtype"] = getattr(torch, spec.dtype)
+    options["dtype"] = getattr(torch, resolve_dtype(spec.dtype, spec.device, adapter_cls))
     adapter = make_adapter(name, model, device=spec.device, **options)
     directory = getattr(adapter_cls, "model_directory", None)
     path = directory(model) if directory else (Path(model) if model and Path(model).is_dir() else None)
