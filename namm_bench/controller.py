@@ -6,8 +6,9 @@ It attaches to a stock Hugging Face model through forward hooks on the attention
 - a forward pre-hook gives each layer the causal mask its own cache length needs (after
   eviction, layers differ in length, and new queries see every cached key plus the causal part
   of their own chunk);
-- a forward hook hands the new queries' attention, averaged over each GQA group, to policies
-  that need it (those run on eager attention; the others on SDPA);
+- policies that read attention get the new queries' probabilities, averaged over each GQA
+  group, from ``namm_bench.attention_reading``'s attention implementation (the others run on
+  SDPA);
 - after every forward of a chunk or decode step, at absolute token counts that are multiples of
   ``interval``, the policy selects per layer and KV head what to keep (``namm-reference.md``
   section 1.3), and the controller gathers keys, values and positions.
@@ -27,6 +28,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from . import attention_reading
 from .policies.base import MemoryPolicy, gather_tokens
 
 T = TypeVar("T")
@@ -108,10 +110,11 @@ class MemoryController:
     def attach(self, model: nn.Module, cache: Any, attention_modules: Sequence[nn.Module]) -> Iterator[None]:
         """Hook ``attention_modules`` (each with ``layer_idx``) of ``model`` for one sequence."""
         previous = model.config._attn_implementation
-        model.set_attn_implementation("eager" if self.policy.needs_attention else "sdpa")
+        model.set_attn_implementation(attention_reading.register() if self.policy.needs_attention else "sdpa")
         handles = [m.register_forward_pre_hook(self._mask_hook, with_kwargs=True) for m in attention_modules]
         if self.policy.needs_attention:
-            handles += [m.register_forward_hook(self._attention_hook, with_kwargs=True) for m in attention_modules]
+            for i, m in enumerate(attention_modules):
+                setattr(m, attention_reading.OBSERVER, lambda probs, layer=i: self.policy.observe(layer, probs))
         self._cache = cache
         # The managed layers, as indices into the cache (a hybrid model's sliding-window layers are left
         # out by its adapter: they keep their own window). Policies see them as 0..len-1.
@@ -127,6 +130,9 @@ class MemoryController:
         finally:
             for h in handles:
                 h.remove()
+            for m in attention_modules:
+                if hasattr(m, attention_reading.OBSERVER):
+                    delattr(m, attention_reading.OBSERVER)
             model.set_attn_implementation(previous)
 
     def _mask_hook(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
@@ -145,14 +151,6 @@ class MemoryController:
             mask.masked_fill_(~allowed, torch.finfo(dtype).min)
             self._masks[key] = mask[None, None]
         return self._masks[key]
-
-    def _attention_hook(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
-        weights = output[1]
-        if weights is None:
-            raise RuntimeError(f"{self.policy.name} needs attention probabilities but the layer returned none")
-        b, heads, q, n = weights.shape
-        groups = getattr(module, "num_key_value_groups", 1)
-        self.policy.observe(self._managed[module.layer_idx], weights.view(b, heads // groups, groups, q, n).mean(dim=2))
 
     def _layer_length(self, layer: int) -> int:
         layers = self._cache.layers

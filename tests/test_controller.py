@@ -4,6 +4,7 @@ import pytest
 import torch
 from transformers import DynamicCache
 
+from namm_bench import attention_reading
 from namm_bench.budget import Budget
 from namm_bench.controller import ControllerConfig, MemoryController
 from namm_bench.policies import make_policy
@@ -60,7 +61,8 @@ def test_keep_all_policies_equal_the_unpruned_model(model, ids, policy):
     torch.testing.assert_close(logits, reference, atol=2e-5, rtol=1e-4)
     assert controller.stats.cache_fraction == 1.0
     assert [c["tokens_seen"] for c in controller.stats.calls] == [64, 128, 150, 192]
-    assert model.config._attn_implementation == "sdpa"  # restored after eager runs
+    assert model.config._attn_implementation == "sdpa"  # restored after runs that read attention
+    assert not any(hasattr(m, attention_reading.OBSERVER) for m in model.modules())
 
 
 def test_pruned_keys_keep_positions_and_new_tokens_continue_at_true_positions(model, ids):
