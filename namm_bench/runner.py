@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -137,7 +138,8 @@ def run_suite(spec: RunSpec) -> Path:
     The one run loop of every suite: the suite gives tasks, examples and the metric, the adapter
     runs each example under each (policy, budget), and the loop resumes, resolves ``match``
     budgets from the NAMM's rows, refuses NAMM rows of another checkpoint, records examples that
-    cannot run as error rows and shows progress.
+    cannot run as error rows and shows progress. Under torchrun each rank runs its share of the
+    examples (``rank_share``) and appends to the same file, whose lock keeps every row once.
     """
     # Everything a user can get wrong is checked before a model loads.
     suite = make_suite(spec.suite, spec.data_dir, spec.model)
@@ -176,13 +178,16 @@ def run_suite(spec: RunSpec) -> Path:
             if spec.chat is not None:
                 examples = [dataclasses.replace(ex, chat=spec.chat) for ex in examples]
         jobs += [(adapter, ex, row_protocol, v) for ex in examples for row_protocol, v in plan]
+    rank, world = data_parallel_rank()
+    jobs = rank_share(jobs, rank, world)
     done = store.done_keys()
     # the NAMM's cache fraction on each example under the same settings: what `match` budgets take
     namm_fraction = {
         _example_key(r): r["cache_fraction"] for r in store.rows() if r["policy"] == "namm" and not r.get("error")
     }
     options = getattr(suite, "policy_options", {})
-    bar = tqdm(jobs, desc=spec.suite, unit="run", dynamic_ncols=True)
+    desc = spec.suite if world == 1 else f"{spec.suite} [rank {rank}/{world}]"
+    bar = tqdm(jobs, desc=desc, unit="run", dynamic_ncols=True, position=rank if world > 1 else None)
     for adapter, ex, row_protocol, variant in bar:
         row = _base_row(spec, suite.name, adapter, ex, variant, row_protocol)
         if row_key(row) in done or legacy_key(row_key(row)) in done:
@@ -215,6 +220,24 @@ def run_suite(spec: RunSpec) -> Path:
         store.append(row)
         done.add(row_key(row))
     return spec.out
+
+
+def data_parallel_rank() -> tuple[int, int]:
+    """(rank, world size) under torchrun (its ``RANK`` and ``WORLD_SIZE``, across nodes), else (0, 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if not 0 <= rank < world:
+        raise ValueError(f"RANK {rank} is outside WORLD_SIZE {world}")
+    return rank, world
+
+
+def rank_share(jobs: list[tuple], rank: int, world: int) -> list[tuple]:
+    """The jobs of examples ``rank``, ``rank + world``, ...: every variant of an example on one rank,
+    since a ``match`` budget reads the NAMM's row of the same example."""
+    examples: dict[tuple, int] = {}
+    for adapter, ex, *_ in jobs:
+        examples.setdefault((id(adapter), ex.task, ex.example_id), len(examples))
+    return [job for job in jobs if examples[(id(job[0]), job[1].task, job[1].example_id)] % world == rank]
 
 
 def load_adapter(spec: RunSpec, suite: Any, model: str | None) -> Any:
