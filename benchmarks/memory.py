@@ -78,8 +78,10 @@ def main() -> None:
             for name in names:
                 child = [sys.executable, __file__, "--one", f"{model_name}:{length}", name]
                 child += ["--budget", str(args.budget), "--decode", str(args.decode), "--interval", str(args.interval)]
-                out = subprocess.run(child, capture_output=True, text=True, check=True).stdout
-                results[name] = json.loads(out.strip().splitlines()[-1])
+                done = subprocess.run(child, capture_output=True, text=True)
+                if done.returncode != 0:
+                    sys.exit(f"memory.py: {model_name} at {length} tokens under {name} failed:\n{done.stderr[-3000:]}")
+                results[name] = json.loads(done.stdout.strip().splitlines()[-1])
             failed |= report(model_name, length, results, args)
     sys.exit(1 if failed else 0)
 
