@@ -261,7 +261,8 @@ def _list() -> int:
         cls = policy_class(name)
         kind = "budget: ratio or tokens" if cls.takes_budget else "no budget" if name == "full" else "emergent budget"
         summary = (cls.__doc__ or "").strip().splitlines()[0]
-        print(f"  {name} ({kind}): {summary}")
+        protocols = ", ".join(getattr(cls, "protocols", PROTOCOLS))
+        print(f"  {name} ({kind}; {protocols}): {summary}")
     print("adapters (model types they serve):")
     for name, cls in ADAPTERS.items():
         print(f"  {name} ({cls.modality}): {', '.join(cls.model_types)}")

@@ -29,13 +29,13 @@ import torch
 from torch import nn
 
 from . import attention_reading
-from .policies.base import MemoryPolicy, gather_tokens
+from .policies.base import ALL_PROTOCOLS, MemoryPolicy, check_protocol, gather_tokens
 
 T = TypeVar("T")
 Forward = Callable[[int, int], T]
 """Runs the model on the tokens [start, end) at absolute positions start..end-1, with the cache."""
 
-PROTOCOLS = ("streaming", "post-prefill", "post-prefill-context")
+PROTOCOLS = ALL_PROTOCOLS
 
 
 @dataclass(frozen=True)
@@ -109,6 +109,7 @@ class MemoryController:
     @contextmanager
     def attach(self, model: nn.Module, cache: Any, attention_modules: Sequence[nn.Module]) -> Iterator[None]:
         """Hook ``attention_modules`` (each with ``layer_idx``) of ``model`` for one sequence."""
+        check_protocol(self.policy, self.config.protocol)
         previous = model.config._attn_implementation
         model.set_attn_implementation(attention_reading.register() if self.policy.needs_attention else "sdpa")
         handles = [m.register_forward_pre_hook(self._mask_hook, with_kwargs=True) for m in attention_modules]

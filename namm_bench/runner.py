@@ -25,6 +25,7 @@ from .interfaces import ExampleError, RunOptions
 from .models import make_adapter, make_suite, resolve_dtype, suite_adapter
 from .namm.checkpoint import NammCheckpoint, load_checkpoint
 from .policies import MemoryPolicy, make_policy, policy_class
+from .policies.base import check_protocol
 from .registry import ADAPTERS
 from .results import ResultsStore, legacy_key, row_key
 
@@ -101,6 +102,8 @@ def code_version() -> str:
 def variants(spec: RunSpec) -> list[Variant]:
     """(policy, budget) pairs in run order: the NAMM first, since ``match`` reads its cache fraction."""
     classes = {name: policy_class(name) for name in spec.policies}  # an unknown name lists the known ones
+    for cls in classes.values():
+        check_protocol(cls, spec.controller.protocol)
     if MATCH in spec.budgets and "namm" not in spec.policies:
         raise ValueError("--budget match runs baselines at the NAMM's cache fraction: add namm to --policies")
     ordered = sorted(dict.fromkeys(spec.policies), key=lambda p: p != "namm")

@@ -77,7 +77,7 @@ def test_sigkill_mid_run_then_rerun_gives_each_row_once(tiny_model_dir, tmp_path
     [
         (["run", "nosuch"], "unknown suite 'nosuch'"),
         (["run", "synthetic", "--tasks", "passkey_3k"], "unknown task(s) passkey_3k"),
-        (["run", "synthetic", "--policies", "full,snapkv"], "unknown policy 'snapkv'"),
+        (["run", "synthetic", "--policies", "full,quest"], "unknown policy 'quest'"),
         (["run", "synthetic", "--budget", "1.5"], "budget ratio must be in (0, 1]"),
         (["run", "synthetic", "--budget", "0"], "budget token count must be >= 1"),
         (["run", "synthetic", "--policies", "namm", "--namm-checkpoint", "/no/ckpt"], "checkpoint /no/ckpt does not"),

@@ -162,5 +162,5 @@ def test_bad_budgets_are_refused(text):
 
 
 def test_unknown_policy_is_refused():
-    with pytest.raises(ValueError, match="unknown policy 'snapkv'"):
-        make_policy("snapkv")
+    with pytest.raises(ValueError, match="unknown policy 'quest'"):
+        make_policy("quest")

@@ -8,6 +8,20 @@ from typing import Any, ClassVar
 
 import torch
 
+ALL_PROTOCOLS = ("streaming", "post-prefill", "post-prefill-context")
+"""The memory controller's protocols (``namm_bench.controller.PROTOCOLS``)."""
+POST_PREFILL = ("post-prefill", "post-prefill-context")
+
+
+def check_protocol(policy: type[MemoryPolicy] | MemoryPolicy, protocol: str) -> None:
+    """Raise ``ValueError`` unless ``policy`` is defined for ``protocol``."""
+    supported = getattr(policy, "protocols", ALL_PROTOCOLS)  # policies not built on MemoryPolicy: all
+    if protocol in ALL_PROTOCOLS and protocol not in supported:
+        name = getattr(policy, "name", type(policy).__name__)
+        raise ValueError(
+            f"policy {name} does not run under the {protocol} protocol; it runs under {', '.join(supported)}"
+        )
+
 
 @dataclass
 class MemoryPolicy:
@@ -23,6 +37,9 @@ class MemoryPolicy:
     needs_attention: ClassVar[bool] = False
     takes_budget: ClassVar[bool] = False
     """Whether the policy is built with a ``budget`` (``--budget`` applies to it)."""
+    protocols: ClassVar[tuple[str, ...]] = ALL_PROTOCOLS
+    """The controller protocols the policy is defined for: a query-aware method, which scores the
+    cache by the question's attention, has no scores to give mid-prompt under ``streaming``."""
 
     def reset(self, num_layers: int) -> None:
         """Forget everything about the previous sequence."""

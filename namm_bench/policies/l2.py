@@ -65,3 +65,16 @@ class L2Norm(ScorerPolicy):
             "skip_layers": list(self.skip_layers),
             "min_length": self.min_length,
         }
+
+
+@dataclass
+class Knorm(L2Norm):
+    """L2 key norm as kvpress's ``KnormPress`` runs it: every layer pruned to the budget.
+
+    The same score as ``l2`` (Devoto et al., EMNLP 2024); only the defaults differ: no layer is
+    left unpruned, so each layer keeps ``budget`` entries per KV head.
+    """
+
+    skip_layers: tuple[int, ...] = ()
+
+    name = "knorm"
