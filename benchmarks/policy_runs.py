@@ -101,9 +101,7 @@ def run_once(model, ids: torch.Tensor, policy, decode_tokens: int, interval: int
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    layers = [
-        layer.self_attn for layer in model.model.layers if getattr(layer, "attention_type", "") != "sliding_attention"
-    ]
+    layers = [layer.self_attn for layer in model.model.layers if not getattr(layer.self_attn, "is_sliding", False)]
     began = time.perf_counter()
     with torch.inference_mode(), controller.attach(model, cache, layers):
         logits = controller.prefill(lambda s, e: forward(ids[:, s:e], s, e), ids.shape[1])

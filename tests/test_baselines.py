@@ -67,7 +67,8 @@ def run_policy(model, ids, policy):
 
     with torch.no_grad(), controller.attach(model, cache, [layer.self_attn for layer in model.model.layers]):
         controller.prefill(forward, ids.shape[1])
-    return [recorder.kept[layer][0] for layer in sorted(recorder.kept)]
+    everything = torch.arange(T).expand(KV_HEADS, T)  # a layer that keeps all returns None
+    return [everything if recorder.kept[i] is None else recorder.kept[i][0] for i in sorted(recorder.kept)]
 
 
 def top(scores: torch.Tensor, keep: int = KEEP) -> list[list[int]]:
@@ -85,14 +86,7 @@ def reference(name: str, attention: torch.Tensor, keys: torch.Tensor, layer: int
     if name == "streaming_llm":  # 4 sinks + the newest KEEP - 4
         return [list(range(4)) + list(range(n - (KEEP - 4), n))] * KV_HEADS
     if name == "snapkv":  # window 64, kernel 5
-        w = 64
-        mean = attention[:, n - w :, : n - w].mean(dim=1)  # (heads, n - w)
-        pooled = torch.zeros_like(mean)
-        for j in range(n - w):
-            pooled[:, j] = sum(mean[:, i] for i in range(j - 2, j + 3) if 0 <= i < n - w) / 5  # zero padding counts
-        scores = group_mean(pooled)
-        scores = torch.cat([scores, torch.full((KV_HEADS, w), scores.max().item(), dtype=scores.dtype)], dim=1)
-        return top(scores)
+        return top(reference_scores_snapkv(attention))
     if name == "tova":  # the last query's attention over the others, mean over all heads; the last kept
         scores = attention[:, -1, :-1].mean(dim=0)
         scores = torch.cat([scores, scores.max()[None]])
@@ -126,6 +120,47 @@ def test_the_selection_is_the_papers_formula(setup, name):
         assert idx.tolist() == reference(name, attentions[layer], keys[layer], layer), f"layer {layer}"
 
 
+def pyramid_budgets(n: int, budget: int, window: int, layers: int, beta: int = 20) -> list[int]:
+    """PyramidKV's per-layer counts (Cai et al. 2024, their code's arithmetic), written out."""
+    share = budget - window
+    if n < 2 * share:
+        return [budget] * layers
+    low, high = share // beta, 2 * share - share // beta
+    if high >= n - window:
+        high, low = n - window, 2 * share - (n - window)
+    return [high - layer * ((high - low) // (layers - 1)) + window for layer in range(layers)]
+
+
+@pytest.mark.parametrize(
+    ("ratio", "expected"),
+    [(RATIO, [96, 80, 64]), (0.67, [200, 134, 68]), (0.9, [180, 180, 180])],
+    ids=["pyramid", "first-layer-capped", "uniform-below-2-shares"],
+)
+def test_pyramidkv_keeps_snapkvs_choice_at_budgets_shrinking_with_depth(setup, ratio, expected):
+    model, ids, attentions, keys = setup
+    counts = pyramid_budgets(T, int(T * ratio), 64, len(attentions))
+    assert counts == expected and sum(counts) == 3 * int(T * ratio)
+    kept = run_policy(model, ids, make_policy("pyramidkv", Budget(ratio=ratio)))
+    snapkv = run_policy(model, ids, make_policy("snapkv", Budget(tokens=max(counts))))
+    for layer, idx in enumerate(kept):
+        assert idx.shape == (KV_HEADS, counts[layer])
+        if counts[layer] < T:  # SnapKV's ranking, cut at this layer's count
+            want = snapkv[layer] if counts[layer] == max(counts) else None
+            scores = reference_scores_snapkv(attentions[layer])
+            assert idx.tolist() == top(scores, counts[layer]), f"layer {layer}"
+            assert want is None or idx.tolist() == want.tolist()
+
+
+def reference_scores_snapkv(attention: torch.Tensor) -> torch.Tensor:
+    w, n = 64, T
+    mean = attention[:, n - w :, : n - w].mean(dim=1)
+    pooled = torch.zeros_like(mean)
+    for j in range(n - w):
+        pooled[:, j] = sum(mean[:, i] for i in range(j - 2, j + 3) if 0 <= i < n - w) / 5
+    scores = group_mean(pooled)
+    return torch.cat([scores, torch.full((KV_HEADS, w), scores.max().item(), dtype=scores.dtype)], dim=1)
+
+
 def test_streaming_llm_keeps_its_sinks_across_calls_while_streaming(setup):
     model, ids, _, _ = setup
     recorder = RecordSelect(make_policy("streaming_llm", Budget(tokens=12)))
@@ -141,7 +176,7 @@ def test_streaming_llm_keeps_its_sinks_across_calls_while_streaming(setup):
     assert positions == [0, 1, 2, 3, *range(T - 8, T)]
 
 
-@pytest.mark.parametrize("name", ["snapkv"])
+@pytest.mark.parametrize("name", ["snapkv", "pyramidkv"])
 def test_a_query_aware_policy_is_refused_under_streaming(name, setup, tmp_path):
     model, ids, _, _ = setup
     assert policy_class(name).protocols == ("post-prefill", "post-prefill-context")
@@ -162,7 +197,7 @@ def test_every_baseline_runs_a_suite_and_holds_its_budget(tiny_model_dir, tmp_pa
     from namm_bench.cli import main
     from namm_bench.results import ResultsStore
 
-    names = "streaming_llm,snapkv,tova,keydiff,observed_attention,knorm,random"
+    names = "streaming_llm,snapkv,pyramidkv,tova,keydiff,observed_attention,knorm,random"
     args = ["run", "synthetic", "--tasks", "passkey_1k", "--limit", "1", "--model", str(tiny_model_dir)]
     args += ["--policies", names, "--budget", "0.25", "--protocol", "post-prefill", "--out", str(tmp_path)]
     assert main(args) == 0
