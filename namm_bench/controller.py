@@ -120,7 +120,6 @@ class MemoryController:
         # The managed layers, as indices into the cache (a hybrid model's sliding-window layers are left
         # out by its adapter: they keep their own window). Policies see them as 0..len-1.
         self._layers = [m.layer_idx for m in attention_modules]
-        self._managed = {layer: i for i, layer in enumerate(self._layers)}
         self._positions = [None] * len(attention_modules)
         self.stats = CacheStats()
         self.policy.reset(len(attention_modules))

@@ -11,7 +11,14 @@ import pandas as pd
 
 from .files import write_atomic
 from .registry import SUITES
-from .report_plots import FULL_POLICY, column_label, is_missing, write_layer_heatmap, write_plot
+from .report_plots import (
+    FULL_POLICY,
+    column_label,
+    is_missing,
+    write_layer_heatmap,
+    write_niah_heatmap,
+    write_plot,
+)
 from .results import ResultsStore, label_settings
 
 logger = logging.getLogger(__name__)
@@ -173,6 +180,8 @@ def write_report(out_dir: Path) -> tuple[Path, Path]:
         markdown += "\n![normalised score against cache %](report.png)\n"
     if write_layer_heatmap(rows, out_dir / "report-layers.png"):
         markdown += "\n![share of each layer's tokens kept, per memory policy](report-layers.png)\n"
+    if write_niah_heatmap(rows, out_dir / "report-niah.png"):
+        markdown += "\n![score by needle depth and context length, per policy](report-niah.png)\n"
     for suite in dict.fromkeys(r.get("suite") for r in rows):
         # Suites with figures of their own; a suite whose plugin is not installed here has none.
         plots = getattr(SUITES.get(suite), "write_plots", None) if suite in SUITES else None

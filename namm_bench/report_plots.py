@@ -91,3 +91,64 @@ def write_layer_heatmap(rows: list[dict[str, Any]], path: Path) -> Path | None:
     fig.tight_layout()
     write_figure(fig, path)
     return path
+
+
+def niah_cells(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[tuple[float, int], list[float]]]:
+    """Scores of needle-in-a-haystack rows (``meta`` holds ``depth`` and ``length``), by (kind, policy
+    column) and then (depth, length). Rows without both, and error rows, are left out."""
+    cells: dict[tuple[str, str], dict[tuple[float, int], list[float]]] = {}
+    for r in rows:
+        meta = r.get("meta") if isinstance(r.get("meta"), dict) else {}
+        depth, length = meta.get("depth"), meta.get("length")
+        if is_missing(depth) or is_missing(length) or r.get("error") or is_missing(r.get("score")):
+            continue
+        kind = str(meta.get("kind") or r["task"])
+        panel = cells.setdefault((kind, column_label(r["policy"], r.get("budget"))), {})
+        panel.setdefault((float(depth), int(length)), []).append(float(r["score"]))
+    return cells
+
+
+def write_niah_heatmap(rows: list[dict[str, Any]], path: Path) -> Path | None:
+    """Score (x100) by needle depth and context length, one panel per (kind, policy); None without NIAH rows.
+
+    The test RULER and the needle-in-a-haystack plots made familiar: where in the context, and at
+    which length, each policy loses the needle.
+    """
+    cells = niah_cells(rows)
+    if not cells:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kinds = list(dict.fromkeys(kind for kind, _ in cells))
+    policies = sorted(dict.fromkeys(policy for _, policy in cells), key=lambda p: p != FULL_POLICY)  # full first
+    fig, axes = plt.subplots(
+        len(kinds), len(policies), figsize=(2.6 * len(policies) + 1, 2.4 * len(kinds) + 0.6), squeeze=False
+    )
+    for i, kind in enumerate(kinds):
+        for j, policy in enumerate(policies):
+            ax, panel = axes[i][j], cells.get((kind, policy), {})
+            depths = sorted({d for d, _ in panel})
+            lengths = sorted({n for _, n in panel})
+            grid = [[math.nan] * len(lengths) for _ in depths]
+            for (d, n), scores in panel.items():
+                grid[depths.index(d)][lengths.index(n)] = 100.0 * sum(scores) / len(scores)
+            ax.imshow(grid or [[math.nan]], aspect="auto", cmap="RdYlGn", vmin=0, vmax=100)
+            for y, line in enumerate(grid):
+                for x, value in enumerate(line):
+                    if not math.isnan(value):
+                        ax.text(x, y, f"{value:.0f}", ha="center", va="center", fontsize=7)
+            ax.set_xticks(
+                range(len(lengths)), [f"{round(n / 1024)}k" if n >= 1024 else str(n) for n in lengths], fontsize=7
+            )
+            ax.set_yticks(range(len(depths)), [f"{d:.0%}" for d in depths], fontsize=7)
+            ax.set_title(f"{kind}: {policy}", fontsize=8)
+            if j == 0:
+                ax.set_ylabel("needle depth")
+            if i == len(kinds) - 1:
+                ax.set_xlabel("context")
+    fig.tight_layout()
+    write_figure(fig, path)
+    return path

@@ -236,3 +236,33 @@ def test_longbench_e_rows_get_a_table_by_length_bucket(tmp_path: Path) -> None:
     assert "By length (LongBench-E" in md
     assert "| qasper_e | 0-4k     | 2   | 50.0   | 0.0        |" in md
     assert "| qasper_e | 8k+      | 1   | 50.0   | 0.0        |" in md
+
+
+def test_needle_rows_get_a_heat_map_of_depth_by_length(tmp_path: Path) -> None:
+    from namm_bench.report_plots import niah_cells
+
+    store = ResultsStore(tmp_path)
+    scores = {("full", 0.0): 1.0, ("full", 1.0): 1.0, ("h2o", 0.0): 0.0, ("h2o", 1.0): 1.0}
+    for length, task in ((1024, "needle_1k"), (2048, "needle_2k")):
+        for i, depth in enumerate((0.0, 1.0, 0.0)):
+            for policy, budget in (("full", "none"), ("h2o", "0.25")):
+                row = make_row(task, i, policy, budget, scores[(policy, depth)], 1.0, suite="synthetic")
+                row["meta"] = {"depth": depth, "length": length, "kind": "needle"}
+                store.append(row)
+    store.append(make_row("qasper", 0, "full", "none", 0.5, 1.0))  # no depth: not a needle row
+    cells = niah_cells(store.rows())
+    assert set(cells) == {("needle", "full"), ("needle", "h2o 0.25")}
+    assert cells[("needle", "h2o 0.25")][(0.0, 2048)] == [0.0, 0.0] and cells[("needle", "h2o 0.25")][(1.0, 1024)] == [
+        1.0
+    ]
+    write_report(tmp_path)
+    assert (tmp_path / "report-niah.png").stat().st_size > 0
+    assert "](report-niah.png)" in (tmp_path / "report.md").read_text()
+
+
+def test_no_needle_heat_map_without_depths(tmp_path: Path, rows: list[dict]) -> None:
+    store = ResultsStore(tmp_path)
+    for row in rows:
+        store.append(row)
+    write_report(tmp_path)
+    assert not (tmp_path / "report-niah.png").exists()
