@@ -43,7 +43,10 @@ def test_the_plugin_is_listed(plugin_site):
     listing = _cli(plugin_site, "list")
     assert listing.returncode == 0, listing.stderr
     assert "counting (text, default adapter llama): count_words" in listing.stdout
-    assert "recent (budget: ratio or tokens): Keep the most recent tokens" in listing.stdout
+    assert (
+        "recent (budget: ratio or tokens; streaming, post-prefill, post-prefill-context): Keep the most recent tokens"
+        in listing.stdout
+    )
     assert "plain_prompt (text)" in listing.stdout
 
 
