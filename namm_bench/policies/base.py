@@ -81,3 +81,12 @@ def gather_tokens(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
 def top_k_chronological(scores: torch.Tensor, k: int) -> torch.Tensor:
     """The k highest-scoring tokens per head, returned in chronological (ascending) order."""
     return scores.topk(k, dim=-1).indices.sort(dim=-1).values
+
+
+def add_received(previous: torch.Tensor | None, attention: torch.Tensor) -> torch.Tensor:
+    """Attention each cached entry has received, (B, H, N): ``previous`` (over the first entries)
+    plus the new queries' ``attention`` (B, H, q, N) summed over those queries."""
+    received = attention.float().sum(dim=2)
+    if previous is not None:
+        received[..., : previous.shape[-1]] += previous
+    return received

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from .base import gather_tokens
+from .base import add_received, gather_tokens
 from .scorer import ScorerPolicy
 
 
@@ -43,11 +43,7 @@ class H2O(ScorerPolicy):
         self._scores = [None] * num_layers
 
     def observe(self, layer: int, attention: torch.Tensor) -> None:
-        received = attention.float().sum(dim=2)  # (B, H, N)
-        previous = self._scores[layer]
-        if previous is not None:
-            received[..., : previous.shape[-1]] += previous
-        self._scores[layer] = received
+        self._scores[layer] = add_received(self._scores[layer], attention)
 
     def score(self, layer, keys, values, positions, tokens_seen):
         n = keys.shape[2]

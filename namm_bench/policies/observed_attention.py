@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import gather_tokens
+from .base import add_received, gather_tokens
 from .scorer import ScorerPolicy
 
 
@@ -36,11 +36,7 @@ class ObservedAttention(ScorerPolicy):
         self._sums = [None] * num_layers
 
     def observe(self, layer, attention):
-        received = attention.float().sum(dim=2)
-        previous = self._sums[layer]
-        if previous is not None:
-            received[..., : previous.shape[-1]] += previous
-        self._sums[layer] = received
+        self._sums[layer] = add_received(self._sums[layer], attention)
 
     def score(self, layer, keys, values, positions, tokens_seen):
         return self._sums[layer] / (tokens_seen - positions).float()
