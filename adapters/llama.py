@@ -206,7 +206,7 @@ class LlamaAdapter:
         return list(enc["input_ids"])
 
     def build_prompt(self, example: TextExample, truncate: bool = True) -> Prompt:
-        """Prompt of ``context + question``, middle-truncated to fit the model if needed.
+        """Prompt of ``context + question`` (then ``answer_prefix``), middle-truncated to fit the model if needed.
 
         As LongBench's ``pred.py``: the text is tokenised without special tokens, and if longer than
         the budget its first and last halves are decoded back to text and joined; the chat
@@ -215,7 +215,8 @@ class LlamaAdapter:
         """
         user_text = example.context + example.question
         user_ids = self.tokenizer.encode(user_text, add_special_tokens=False)
-        budget = self.max_prompt_tokens(example.max_new_tokens, example.chat)
+        prefix = self.tokenizer.encode(example.answer_prefix, add_special_tokens=False) if example.answer_prefix else []
+        budget = self.max_prompt_tokens(example.max_new_tokens, example.chat) - len(prefix)
         if budget < 2:
             raise ValueError(f"{example.example_id}: no room for a prompt in a {self.max_context}-token context")
         kept = middle_truncate(user_ids, budget) if truncate else user_ids
@@ -225,7 +226,7 @@ class LlamaAdapter:
             decode = lambda part: self.tokenizer.decode(part, skip_special_tokens=True)  # noqa: E731
             user_text = decode(kept[:half]) + decode(kept[half:])
             log.info("%s: prompt middle-truncated by %d tokens", example.example_id, truncated)
-        ids = self._encode(user_text, example.chat)
+        ids = self._encode(user_text, example.chat) + prefix
         if truncate and len(ids) + example.max_new_tokens > self.max_context:  # re-tokenising may add a few
             ids = middle_truncate(ids, self.max_context - example.max_new_tokens)
         context_text = user_text[: max(0, len(user_text) - len(example.question))]

@@ -53,6 +53,11 @@ def model_fingerprint(directory: Path | None) -> str | None:
     return sha
 
 
+LATER_FIELDS = {"answer_prefix": ""}
+"""Example fields added after results were committed, with their defaults: they count only when set,
+so the rows written before them keep their fingerprints."""
+
+
 def example_fingerprint(example: Any) -> str:
     """First 16 hex digits of the sha256 of an example's content (its data fields, not callables).
 
@@ -62,7 +67,7 @@ def example_fingerprint(example: Any) -> str:
     fields = {}
     for f in dataclasses.fields(example):
         value = getattr(example, f.name)
-        if callable(value):
+        if callable(value) or (f.name in LATER_FIELDS and value == LATER_FIELDS[f.name]):
             continue
         fields[f.name] = value
     video = fields.get("video")

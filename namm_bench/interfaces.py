@@ -58,7 +58,9 @@ class TextExample:
     document in ``context`` and the final question in ``question``, so a protocol can compress
     the context alone and append the question afterwards. ``chat=False`` feeds the text as is
     (tokenizer's special tokens only) instead of wrapping it in the chat template; generation
-    ends at the first of the ``stop`` strings, which is cut off.
+    ends at the first of the ``stop`` strings, which is cut off. ``answer_prefix`` starts the
+    model's answer (after the chat template's assistant turn), as RULER and kvpress prompt; it is
+    part of the question span and not of the prediction.
     """
 
     task: str
@@ -70,6 +72,7 @@ class TextExample:
     meta: dict[str, Any] = field(default_factory=dict)
     chat: bool = True
     stop: tuple[str, ...] = ()
+    answer_prefix: str = ""
 
     modality: ClassVar[str] = "text"
 

@@ -171,3 +171,15 @@ def best_over_answers(metric: str, prediction: str, answers: list[str], **kwargs
     """The metric against every gold answer, the best kept (LongBench's rule)."""
     fn = METRICS[metric]
     return max((fn(prediction, a, **kwargs) for a in answers), default=0.0)
+
+
+def string_match_all(prediction: str, references: list[str]) -> float:
+    """RULER's metric: the share of references found in the prediction (case-insensitive)."""
+    text = prediction.lower()
+    return sum(r.lower() in text for r in references) / len(references)
+
+
+def string_match_part(prediction: str, references: list[str]) -> float:
+    """RULER's QA metric: 1 if any reference is found in the prediction (case-insensitive), else 0."""
+    text = prediction.lower()
+    return float(any(r.lower() in text for r in references))
