@@ -50,6 +50,9 @@ BASE_TASKS = (*NIAH, "vt", "cwe", "fwe", "qa_1", "qa_2")
 LENGTHS = {"4k": 4096, "8k": 8192, "16k": 16384, "32k": 32768, "64k": 65536, "128k": 131072}
 MAX_NEW_TOKENS = {"niah": 128, "vt": 30, "cwe": 120, "fwe": 50, "qa": 32}
 DEFAULT_EXAMPLES = 50
+LENGTH_TOLERANCE = 0.02
+"""A prompt takes ``[1 - LENGTH_TOLERANCE, 1] x (length - max_new_tokens)`` tokens."""
+ESSAY_JSON = "PaulGrahamEssays.json"
 ENV_DIR = "NAMM_BENCH_RULER"
 QA_FILES = {"qa_1": "squad.json", "qa_2": "hotpotqa.json"}
 QA_HUB = {"qa_1": ("rajpurkar/squad_v2", None), "qa_2": ("hotpotqa/hotpot_qa", "distractor")}
@@ -118,8 +121,15 @@ class RulerSuite:
         if self.data_dir is None:
             return False
         if need == "essays":
-            return (self.data_dir / "PaulGrahamEssays.json").is_file() or any(self.data_dir.glob("essays/*.txt"))
+            return bool(self._essay_files())
         return (self.data_dir / QA_FILES[need]).is_file()
+
+    def _essay_files(self) -> list[Path]:
+        """``PaulGrahamEssays.json`` if there, else ``essays/*.txt`` (none without a data directory)."""
+        if self.data_dir is None:
+            return []
+        pg = self.data_dir / ESSAY_JSON
+        return [pg] if pg.is_file() else sorted(self.data_dir.glob("essays/*.txt"))
 
     # ----------------------------------------------------------------- examples
     def examples(
@@ -141,9 +151,11 @@ class RulerSuite:
             build, high = self._builder(base, random.Random(f"{seed}:{task}:{i}"), i)
             guess = guess or gen.guess_units(build, count_tokens, target)
             made, guess, tokens = gen.fit(build, count_tokens, target, guess, high)
-            if base in QA_FILES and tokens < 0.98 * target:  # fill the gap with part of one more document
+            if base in QA_FILES and tokens < (1 - LENGTH_TOLERANCE) * target and guess < high:
+                # Fill the gap with the first words of one more document.
                 cut = gen.largest(lambda w: count_tokens(build(guess, w).text()) <= target, 50, low=0)  # noqa: B023
-                made, tokens = build(guess, cut), count_tokens(build(guess, cut).text())
+                made = build(guess, cut)
+                tokens = count_tokens(made.text())
             meta = {"kind": base, "length": length, "tokens": tokens, "outputs": list(made.outputs), **made.meta}
             out.append(
                 _example(
@@ -182,17 +194,14 @@ class RulerSuite:
     # ----------------------------------------------------------------- data
     def essay_words(self) -> list[str]:
         if self._essay is None:
-            text = None
-            if self.data_dir is not None:
-                pg = self.data_dir / "PaulGrahamEssays.json"
-                if pg.is_file():
-                    try:
-                        text = json.loads(pg.read_text(encoding="utf-8"))["text"]
-                    except (json.JSONDecodeError, KeyError, TypeError) as err:
-                        raise DataError(f'{pg}: expected {{"text": ...}} ({err})') from err
-                else:
-                    files = sorted(self.data_dir.glob("essays/*.txt"))
-                    text = "\n".join(f.read_text(encoding="utf-8") for f in files) if files else None
+            files, text = self._essay_files(), None
+            if files and files[0].name == ESSAY_JSON:
+                try:
+                    text = json.loads(files[0].read_text(encoding="utf-8"))["text"]
+                except (json.JSONDecodeError, KeyError, TypeError) as err:
+                    raise DataError(f'{files[0]}: expected {{"text": ...}} ({err})') from err
+            elif files:
+                text = "\n".join(f.read_text(encoding="utf-8") for f in files)
             if not text:
                 where = self.data_dir or f"--data-dir / ${ENV_DIR}"
                 raise DataError(
