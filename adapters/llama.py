@@ -16,11 +16,13 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from namm_bench import shared_prefill
 from namm_bench.context import RopeScaling, apply_context
 from namm_bench.controller import ControllerConfig, MemoryController
 from namm_bench.files import cache_dir
@@ -285,37 +287,81 @@ class LlamaAdapter:
         prompt = self.build_prompt(example, truncate)
         cache = self.new_cache()
         controller = MemoryController(policy, config)
-
-        def forward(ids: torch.Tensor, start: int, end: int) -> torch.Tensor:
-            return self.forward_tokens(cache, ids, start, end)[:, -1]
-
-        new: list[int] = []
         with controller.attach(self.model, cache, self.attention_modules()):
             logits = controller.prefill(
-                lambda s, e: forward(prompt.ids[:, s:e], s, e), prompt.ids.shape[1], prompt.question_start
+                lambda s, e: self._last_logits(cache, prompt.ids, s, e), prompt.ids.shape[1], prompt.question_start
             )
-            for _ in range(example.max_new_tokens):
-                token = int(logits.argmax(dim=-1))
-                if token in self.stop_ids:
-                    break
-                new.append(token)
-                if len(new) == example.max_new_tokens or _stop_at(self._decode(new), example.stop) is not None:
-                    break
-                step_ids = torch.tensor([[token]], device=self.device)
-                logits = controller.step(lambda s, e, t=step_ids: forward(t, s, e))
+            new = self._greedy(example, controller, cache, logits)
+        return self._generation(example, prompt, new, controller, began)
+
+    @torch.inference_mode()
+    def generate_shared(
+        self, example: TextExample, policies: list[MemoryPolicy], config: ControllerConfig, truncate: bool = True
+    ) -> Iterator[Generation]:
+        """``generate`` for each of ``policies`` in turn, from one shared prefill (post-prefill protocols;
+        ``namm_bench.shared_prefill``): the same answers, one prompt's forward passes instead of one per policy."""
+        prompt = self.build_prompt(example, truncate)
+        runs = shared_prefill.branches(
+            policies,
+            config,
+            self.model,
+            self.attention_modules(),
+            self.new_cache,
+            lambda cache, s, e: self._last_logits(cache, prompt.ids, s, e),
+            prompt.ids.shape[1],
+            prompt.question_start,
+        )
+        began = time.perf_counter()
+        for branch in runs:
+            new = self._greedy(example, branch.controller, branch.cache, branch.logits)
+            gen = self._generation(example, prompt, new, branch.controller, began - branch.prefill_seconds)
+            yield gen
+            began = time.perf_counter()
+
+    def _last_logits(self, cache, ids: torch.Tensor, start: int, end: int) -> torch.Tensor:
+        return self.forward_tokens(cache, ids[:, start:end], start, end)[:, -1]
+
+    def _greedy(self, example: TextExample, controller: MemoryController, cache, logits: torch.Tensor) -> list[int]:
+        """Greedy decoding after the prompt (its last ``logits``) until a stop token or string."""
+        new: list[int] = []
+        for _ in range(example.max_new_tokens):
+            token = int(logits.argmax(dim=-1))
+            if token in self.stop_ids:
+                break
+            new.append(token)
+            if len(new) == example.max_new_tokens or _stop_at(self._decode(new), example.stop) is not None:
+                break
+            step_ids = torch.tensor([[token]], device=self.device)
+            logits = controller.step(lambda s, e, t=step_ids: self.forward_tokens(cache, t, s, e)[:, -1])
+        return new
+
+    def _generation(
+        self, example: TextExample, prompt: Prompt, new: list[int], controller: MemoryController, began: float
+    ) -> Generation:
         text = self._decode(new)
         text = text[: _stop_at(text, example.stop)]
         return Generation(text, prompt, len(new), controller, time.perf_counter() - began)
 
     def run(self, example: TextExample, policy: MemoryPolicy, config: ControllerConfig, options: RunOptions) -> Outcome:
         """``generate`` as the run loop asks for it (``options.long_inputs``: truncate or stream)."""
-        gen = self.generate(example, policy, config, truncate=options.long_inputs == "truncate")
+        return self._outcome(self.generate(example, policy, config, truncate=options.long_inputs == "truncate"))
+
+    def run_shared(
+        self, example: TextExample, policies: list[MemoryPolicy], config: ControllerConfig, options: RunOptions
+    ) -> Iterator[Outcome]:
+        """``run`` for each of ``policies`` from one shared prefill (post-prefill protocols)."""
+        truncate = options.long_inputs == "truncate"
+        for gen in self.generate_shared(example, policies, config, truncate):
+            yield self._outcome(gen)
+
+    def _outcome(self, gen: Generation) -> Outcome:
         return Outcome(
             prediction=gen.text,
             tokens=int(gen.prompt.ids.shape[1]),
             controller=gen.controller,
             new_tokens=gen.new_tokens,
             truncated_tokens=gen.prompt.truncated_tokens,
+            seconds=gen.seconds,
             # cache % and peak KV bytes count the managed layers (not sliding-window ones)
             fields={"managed_layers": len(self.attention_modules()), "layers": self._num_layers()},
         )

@@ -28,12 +28,22 @@ IMPLEMENTATION = "namm_bench_reading"
 """The name models are switched to (``model.set_attn_implementation``) while a policy reads attention."""
 OBSERVER = "_namm_bench_observe"
 """Attribute of an attention module holding the callable that receives its (B, kv_heads, q, N) probabilities."""
+QUERIES = "_namm_bench_queries"
+"""Attribute of an attention module holding the callable that receives its (B, heads, q, d) queries."""
+PADDING = "_namm_bench_padding"
+"""Attribute of an attention module holding a (B, kv_heads, past) bool of the cached entries that are
+padding (heads of a layer holding different numbers of entries), or None."""
 BLOCK_ELEMENTS = 1 << 26
 """Float32 probabilities one block of query rows may hold (256 MiB)."""
 
 
 def grouped_attention(
-    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scaling: float, softcap: float | None = None
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    scaling: float,
+    softcap: float | None = None,
+    padding: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Causal attention of q new queries over a cache whose last q entries are theirs.
 
@@ -44,6 +54,8 @@ def grouped_attention(
         (query head h reads KV head h // groups).
     key, value
         (B, kv_heads, N, d) with N >= q: every cached entry is visible, the last q causally.
+    padding
+        (B, kv_heads, N - q) bool: cached entries no query sees (a head's padding), or None.
 
     Returns
     -------
@@ -67,6 +79,8 @@ def grouped_attention(
         if q > 1:  # query i sees the cache up to entry past + i
             hidden = torch.ones(end - start, q, dtype=torch.bool, device=query.device).triu(diagonal=start + 1)
             logits[..., past:].masked_fill_(hidden, float("-inf"))
+        if padding is not None:
+            logits[..., :past].masked_fill_(padding[:, :, None, None, :], float("-inf"))
         probs = torch.softmax(logits, dim=-1)
         out = torch.matmul(probs.view(b, kv_heads, -1, n).to(value.dtype), value)
         outputs.append(out.view(b, kv_heads, groups, end - start, d))
@@ -85,9 +99,13 @@ def reading_attention(
     dropout: float = 0.0,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
-    """A transformers attention function: :func:`grouped_attention` where the module has an observer, else SDPA."""
+    """A transformers attention function: :func:`grouped_attention` where the module has an observer, else
+    SDPA; the queries go to the module's query observer first, where it has one."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
+    queries: Callable[[torch.Tensor], None] | None = getattr(module, QUERIES, None)
+    if queries is not None:
+        queries(query)
     observe: Callable[[torch.Tensor], None] | None = getattr(module, OBSERVER, None)
     if observe is None:
         return sdpa_attention_forward(
@@ -96,7 +114,7 @@ def reading_attention(
     if kwargs.get("s_aux") is not None:
         raise ValueError("attention sinks (s_aux) are not supported by policies that read attention")
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-    output, probs = grouped_attention(query, key, value, scale, kwargs.get("softcap"))
+    output, probs = grouped_attention(query, key, value, scale, kwargs.get("softcap"), getattr(module, PADDING, None))
     observe(probs)
     return output, None
 

@@ -103,26 +103,38 @@ class MemoryController:
         self.stats = CacheStats()
         self._cache: Any = None
         self._positions: list[torch.Tensor | None] = []
+        self._padded: list[bool] = []
         self._masks: dict[tuple, torch.Tensor] = {}
 
     # ----------------------------------------------------------------- attaching
     @contextmanager
-    def attach(self, model: nn.Module, cache: Any, attention_modules: Sequence[nn.Module]) -> Iterator[None]:
-        """Hook ``attention_modules`` (each with ``layer_idx``) of ``model`` for one sequence."""
+    def attach(
+        self, model: nn.Module, cache: Any, attention_modules: Sequence[nn.Module], reset_policy: bool = True
+    ) -> Iterator[None]:
+        """Hook ``attention_modules`` (each with ``layer_idx``) of ``model`` for one sequence.
+
+        ``reset_policy=False`` keeps what the policy observed of the cache's tokens (a shared prefix).
+        """
         check_protocol(self.policy, self.config.protocol)
         previous = model.config._attn_implementation
-        model.set_attn_implementation(attention_reading.register() if self.policy.needs_attention else "sdpa")
+        reads = self.policy.needs_attention or getattr(self.policy, "needs_queries", False)
+        model.set_attn_implementation(attention_reading.register() if reads else "sdpa")
         handles = [m.register_forward_pre_hook(self._mask_hook, with_kwargs=True) for m in attention_modules]
-        if self.policy.needs_attention:
-            for i, m in enumerate(attention_modules):
+        for i, m in enumerate(attention_modules):
+            if self.policy.needs_attention:
                 setattr(m, attention_reading.OBSERVER, lambda probs, layer=i: self.policy.observe(layer, probs))
+            if getattr(self.policy, "needs_queries", False):
+                setattr(m, attention_reading.QUERIES, lambda queries, layer=i: self._observe_queries(layer, queries))
         self._cache = cache
         # The managed layers, as indices into the cache (a hybrid model's sliding-window layers are left
         # out by its adapter: they keep their own window). Policies see them as 0..len-1.
         self._layers = [m.layer_idx for m in attention_modules]
         self._positions = [None] * len(attention_modules)
+        self._padded = [False] * len(attention_modules)
+        self._rotary: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(attention_modules)
         self.stats = CacheStats()
-        self.policy.reset(len(attention_modules))
+        if reset_policy:
+            self.policy.reset(len(attention_modules))
         if hasattr(self.policy, "set_layers"):  # optional for policies not built on MemoryPolicy
             self.policy.set_layers(self._layers)
         try:
@@ -131,16 +143,42 @@ class MemoryController:
             for h in handles:
                 h.remove()
             for m in attention_modules:
-                if hasattr(m, attention_reading.OBSERVER):
-                    delattr(m, attention_reading.OBSERVER)
+                for name in (attention_reading.OBSERVER, attention_reading.QUERIES, attention_reading.PADDING):
+                    if hasattr(m, name):
+                        delattr(m, name)
             model.set_attn_implementation(previous)
 
     def _mask_hook(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
         q = hidden.shape[1]
         past = self._layer_length(module.layer_idx)
-        kwargs["attention_mask"] = None if q == 1 else self._causal_mask(q, past, hidden.dtype, hidden.device)
+        layer = self._layers.index(module.layer_idx)
+        self._rotary[layer] = kwargs.get("position_embeddings")
+        padding = self._positions[layer] < 0 if self._padded[layer] else None
+        setattr(module, attention_reading.PADDING, padding)
+        if padding is not None:
+            kwargs["attention_mask"] = self._padded_mask(padding, q, module.num_key_value_groups, hidden.dtype)
+        else:
+            kwargs["attention_mask"] = None if q == 1 else self._causal_mask(q, past, hidden.dtype, hidden.device)
         return args, kwargs
+
+    def _observe_queries(self, layer: int, queries: torch.Tensor) -> None:
+        rotary = self._rotary[layer]
+        if rotary is None:
+            raise RuntimeError("the attention module got no position_embeddings: its queries' positions are unknown")
+        self.policy.observe_queries(layer, queries, *rotary)
+
+    @staticmethod
+    def _padded_mask(padding: torch.Tensor, q: int, groups: int, dtype: torch.dtype) -> torch.Tensor:
+        """Additive (B, heads, q, past + q) mask of a layer whose KV heads hold different numbers of
+        entries: the causal mask, with each head's padding entries (``padding``, (B, kv_heads, past)) hidden."""
+        b, kv_heads, past = padding.shape
+        allowed = torch.ones(q, past + q, dtype=torch.bool, device=padding.device).tril(diagonal=past)
+        allowed = allowed.expand(b, kv_heads, q, past + q).clone()
+        allowed[..., :past] &= ~padding[:, :, None, :]
+        mask = torch.zeros(allowed.shape, dtype=dtype, device=padding.device)
+        mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+        return mask.repeat_interleave(groups, dim=1)  # query head h reads KV head h // groups
 
     def _causal_mask(self, q: int, past: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         """Additive (1, 1, q, past + q) mask: query i sees the cached keys and new keys <= i."""
@@ -201,6 +239,7 @@ class MemoryController:
                 raise ValueError(f"layer {i} holds {n} tokens, not the {tokens_seen} resumed from")
             self._positions[i] = torch.arange(n, device=layer.keys.device).expand(b, h, n)
         self.stats.tokens_seen = tokens_seen
+        self.stats.peak_kv_bytes = sum(layer.keys.nbytes + layer.values.nbytes for layer in self._managed_cache())
         self._call_policy()
 
     def step(self, forward: Forward[T], n: int = 1) -> T:
@@ -239,11 +278,14 @@ class MemoryController:
         for i, layer in enumerate(self._managed_cache()):
             idx = self.policy.select(i, layer.keys, layer.values, self._positions[i], self.tokens_seen)
             if idx is not None:
+                # -1 pads a head that keeps fewer entries than the layer's others (head-adaptive budgets)
+                pad = idx < 0
+                idx = idx.clamp(min=0)
                 layer.keys = gather_tokens(layer.keys, idx)
                 layer.values = gather_tokens(layer.values, idx)
-                self._positions[i] = self._positions[i].gather(2, idx)
-            b, h, n, _ = layer.keys.shape
-            retained.append([n] * h)
+                self._positions[i] = self._positions[i].gather(2, idx).masked_fill(pad, -1)
+                self._padded[i] = bool((self._positions[i] < 0).any())
+            retained.append(self._entries(i).tolist())
         self.stats.policy_seconds += time.perf_counter() - began
         self.stats.calls.append({"tokens_seen": self.tokens_seen, "retained": retained})
 
@@ -251,15 +293,27 @@ class MemoryController:
         """The cache layers the policy manages, in the order it sees them."""
         return [self._cache.layers[layer] for layer in self._layers]
 
+    def _entries(self, layer: int) -> torch.Tensor:
+        """Entries (not padding) each KV head of ``layer`` holds, averaged over the batch: (kv_heads,)."""
+        positions = self._positions[layer]
+        if self._padded[layer]:
+            return (positions >= 0).sum(dim=2).float().mean(dim=0).round().long()
+        b, h, n = positions.shape
+        return torch.full((h,), n, dtype=torch.long)
+
     def _fraction(self) -> float:
-        layers = self._managed_cache()
-        kept = sum(layer.keys.shape[2] for layer in layers)
-        return kept / (len(layers) * self.tokens_seen)
+        kept = sum(float(self._entries(i).float().mean()) for i in range(len(self._layers)))
+        return kept / (len(self._layers) * self.tokens_seen)
 
     def positions(self, layer: int) -> torch.Tensor:
         """Absolute positions (B, kv_heads, N) of the entries now in ``layer``'s cache."""
         return self._positions[layer]
 
-    def retained_per_layer(self) -> list[int]:
-        """Entries per KV head now in each layer's cache."""
-        return [layer.keys.shape[2] for layer in self._managed_cache()]
+    def retained_per_layer(self) -> list[float]:
+        """Entries per KV head now in each layer's cache (the heads' mean where they differ)."""
+        out: list[float] = []
+        for i in range(len(self._layers)):
+            entries = self._entries(i)
+            same = bool((entries == entries[0]).all())
+            out.append(int(entries[0]) if same else round(float(entries.float().mean()), 2))
+        return out

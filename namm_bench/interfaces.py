@@ -144,6 +144,9 @@ class Outcome:
         RL window regime), in which case ``cache_fraction`` and ``peak_kv_bytes`` are given.
     new_tokens, truncated_tokens
         Generated tokens, and prompt tokens cut to fit the model's context.
+    seconds
+        The run's time, where the run loop's own clock would misplace it (a shared prefill's
+        share); None: the loop times the call.
     fields
         Adapter-specific row fields (frames, returns, per-frame retention ...).
     """
@@ -155,6 +158,7 @@ class Outcome:
     truncated_tokens: int = 0
     cache_fraction: float | None = None
     peak_kv_bytes: int | None = None
+    seconds: float | None = None
     fields: dict[str, Any] = field(default_factory=dict)
 
     def row_fields(self) -> dict[str, Any]:
@@ -251,5 +255,8 @@ class Adapter(Protocol):
         """Run one example with ``policy`` managing the cache through a ``MemoryController``.
 
         Raises ``ExampleError`` for an example that cannot run (the loop records an error row).
+        An adapter may also provide ``run_shared(example, policies, config, options)``, yielding
+        ``run``'s outcome for each policy in turn from one shared prefill; the loop uses it under
+        the post-prefill protocols (``namm_bench.shared_prefill``).
         """
         ...

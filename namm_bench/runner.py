@@ -25,7 +25,7 @@ from .interfaces import ExampleError, RunOptions
 from .models import make_adapter, make_suite, resolve_dtype, suite_adapter
 from .namm.checkpoint import NammCheckpoint, load_checkpoint
 from .policies import MemoryPolicy, make_policy, policy_class
-from .policies.base import check_protocol
+from .policies.base import POST_PREFILL, check_protocol
 from .registry import ADAPTERS
 from .results import ResultsStore, legacy_key, row_key
 
@@ -190,39 +190,98 @@ def run_suite(spec: RunSpec) -> Path:
     }
     options = getattr(suite, "policy_options", {})
     desc = spec.suite if world == 1 else f"{spec.suite} [rank {rank}/{world}]"
-    bar = tqdm(jobs, desc=desc, unit="run", dynamic_ncols=True, position=rank if world > 1 else None)
-    for adapter, ex, row_protocol, variant in bar:
+    pending = []
+    for adapter, ex, row_protocol, variant in jobs:
         row = _base_row(spec, suite.name, adapter, ex, variant, row_protocol)
-        if row_key(row) in done or legacy_key(row_key(row)) in done:
-            continue
-        bar.set_postfix_str(f"{ex.example_id} {variant.policy}/{variant.label}")
-        where = _example_key(row)
-        fraction = namm_fraction.get(where, namm_fraction.get(legacy_key(where)))
-        budget = resolve_match(variant.budget, fraction, f"{ex.task} {ex.example_id}")
-        policy = _make(variant.policy, budget, namm, options.get(variant.policy, {}))
-        row.update(budget_ratio=budget.ratio if isinstance(budget, Budget) else None, answer=ex.answer, meta=ex.meta)
+        if row_key(row) not in done and legacy_key(row_key(row)) not in done:
+            pending.append((adapter, ex, row_protocol, variant, row))
+    bar = tqdm(total=len(pending), desc=desc, unit="run", dynamic_ncols=True, position=rank if world > 1 else None)
+    for group in _example_groups(pending):
+        # `match` rows wait for the NAMM's row of their example, which runs in the first batch
+        batches = [[j for j in group if j[3].budget != MATCH or _namm_fraction(namm_fraction, j[4]) is not None]]
+        batches.append([j for j in group if j not in batches[0]])
+        for batch in filter(None, batches):
+            adapter, ex, row_protocol = batch[0][:3]
+            bar.set_postfix_str(f"{ex.example_id} {', '.join(f'{j[3].policy}/{j[3].label}' for j in batch)}")
+            policies = []
+            for *_, variant, row in batch:
+                budget = resolve_match(variant.budget, _namm_fraction(namm_fraction, row), f"{ex.task} {ex.example_id}")
+                policies.append(_make(variant.policy, budget, namm, options.get(variant.policy, {})))
+                ratio = budget.ratio if isinstance(budget, Budget) else None
+                row.update(budget_ratio=ratio, answer=ex.answer, meta=ex.meta)
+            run_options = RunOptions(row_protocol, spec.long_inputs)
+            for (*_, variant, row), policy, outcome in zip(
+                batch, policies, _outcomes(adapter, ex, policies, spec.controller, run_options), strict=True
+            ):
+                if isinstance(outcome, ExampleError):
+                    row.update(score=None, cache_fraction=None, error=str(outcome), policy_config=policy.describe())
+                else:
+                    row.update(
+                        {
+                            "score": suite.score(ex, outcome),
+                            **outcome.row_fields(),
+                            "seconds": round(outcome.seconds, 3),
+                            "error": None,
+                            "policy_config": policy.describe(),
+                            **outcome.fields,
+                            **(suite.record(ex, outcome) if hasattr(suite, "record") else {}),
+                        }
+                    )
+                    if variant.policy == "namm":
+                        namm_fraction[_example_key(row)] = row["cache_fraction"]
+                store.append(row)
+                done.add(row_key(row))
+                bar.update()
+    bar.close()
+    return spec.out
+
+
+def _namm_fraction(namm_fraction: dict[tuple, float], row: dict[str, Any]) -> float | None:
+    """The cache fraction of the NAMM's row on ``row``'s example (under a legacy key too), or None."""
+    where = _example_key(row)
+    return namm_fraction.get(where, namm_fraction.get(legacy_key(where)))
+
+
+def _example_groups(pending: list[tuple]) -> list[list[tuple]]:
+    """``pending`` jobs split into runs of consecutive jobs on one example under one protocol."""
+    groups: list[list[tuple]] = []
+    for job in pending:
+        adapter, ex, protocol = job[:3]
+        last = groups[-1][0] if groups else None
+        if last is not None and (last[0], last[1].task, last[1].example_id, last[2]) == (
+            adapter,
+            ex.task,
+            ex.example_id,
+            protocol,
+        ):
+            groups[-1].append(job)
+        else:
+            groups.append([job])
+    return groups
+
+
+def _outcomes(adapter: Any, ex: Any, policies: list[MemoryPolicy], controller: ControllerConfig, options: RunOptions):
+    """Each policy's outcome (or the ``ExampleError`` it raised), timed, in order: from one shared
+    prefill where the adapter has one and the protocol allows it, else run by run."""
+    if len(policies) > 1 and controller.protocol == options.protocol in POST_PREFILL and hasattr(adapter, "run_shared"):
+        produced = 0
+        try:
+            for outcome in adapter.run_shared(ex, policies, controller, options):
+                produced += 1
+                yield outcome
+        except ExampleError as err:
+            yield from [err] * (len(policies) - produced)
+        return
+    for policy in policies:
         began = time.perf_counter()
         try:
-            outcome = adapter.run(ex, policy, spec.controller, RunOptions(row_protocol, spec.long_inputs))
+            outcome = adapter.run(ex, policy, controller, options)
         except ExampleError as err:
-            row.update(score=None, cache_fraction=None, error=str(err), policy_config=policy.describe())
+            yield err
         else:
-            row.update(
-                {
-                    "score": suite.score(ex, outcome),
-                    **outcome.row_fields(),
-                    "seconds": round(time.perf_counter() - began, 3),
-                    "error": None,
-                    "policy_config": policy.describe(),
-                    **outcome.fields,
-                    **(suite.record(ex, outcome) if hasattr(suite, "record") else {}),
-                }
-            )
-            if variant.policy == "namm":
-                namm_fraction[where] = row["cache_fraction"]
-        store.append(row)
-        done.add(row_key(row))
-    return spec.out
+            if outcome.seconds is None:
+                outcome.seconds = time.perf_counter() - began
+            yield outcome
 
 
 def data_parallel_rank() -> tuple[int, int]:

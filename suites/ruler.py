@@ -151,9 +151,11 @@ class RulerSuite:
             build, high = self._builder(base, random.Random(f"{seed}:{task}:{i}"), i)
             guess = guess or gen.guess_units(build, count_tokens, target)
             made, guess, tokens = gen.fit(build, count_tokens, target, guess, high)
-            if base in QA_FILES and tokens < (1 - LENGTH_TOLERANCE) * target and guess < high:
-                # Fill the gap with the first words of one more document.
-                cut = gen.largest(lambda w: count_tokens(build(guess, w).text()) <= target, 50, low=0)  # noqa: B023
+            # The gap below one more unit, where a unit is long: filled with the first words of one more
+            # document (QA), or noise sentences after the distractor needles (a needle haystack).
+            fills = (base in QA_FILES and guess < high) or NIAH.get(base, ("",))[0] == "needle"
+            if fills and tokens < (1 - LENGTH_TOLERANCE) * target:
+                cut = gen.largest(lambda w: count_tokens(build(guess, w).text()) <= target, 8, low=0)  # noqa: B023
                 made = build(guess, cut)
                 tokens = count_tokens(made.text())
             meta = {"kind": base, "length": length, "tokens": tokens, "outputs": list(made.outputs), **made.meta}

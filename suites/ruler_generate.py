@@ -114,7 +114,9 @@ def niah(
     """Needle in a haystack: ``num_k`` keys with ``num_v`` values each; ``num_q`` keys asked.
 
     ``haystack`` is ``repeat`` (the noise sentences), ``essay`` (``n`` words of ``essay_words``,
-    needles between sentences) or ``needle`` (``n`` distractor needles of other keys).
+    needles between sentences) or ``needle`` (``n`` distractor needles of other keys, then ``fill``
+    noise sentences: a UUID needle is longer than the length tolerance, so the gap below one more
+    needle is filled with shorter units).
     """
     num_k = max(num_k, num_q)
     taken: set[str] = set()
@@ -145,7 +147,7 @@ def niah(
     outputs = tuple(v for i in asked for v in values[i])
     seed = rng.getrandbits(64)
 
-    def build(n: int) -> Generated:
+    def build(n: int, fill: int = 0) -> Generated:
         if haystack == "essay":
             words = [essay_words[i % len(essay_words)] for i in range(n)]
             sentences = split_sentences(" ".join(words))
@@ -156,6 +158,7 @@ def niah(
             local = random.Random(seed)
             dkeys = _distinct(local, type_k, n, set(keys) | {v for vs in values for v in vs})
             sentences = [NEEDLE.format(type_v=type_v, key=k, value=random_value(local, type_v)) for k in dkeys]
+            sentences += [NOISE] * fill
             joiner = "\n"
         parts = _insert(sentences, texts, depths)
         return Generated(intro + "\n" + joiner.join(parts), "\n" + question, prefix, outputs, {"depth": depths[first]})

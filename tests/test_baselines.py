@@ -197,7 +197,7 @@ def test_every_baseline_runs_a_suite_and_holds_its_budget(tiny_model_dir, tmp_pa
     from namm_bench.cli import main
     from namm_bench.results import ResultsStore
 
-    names = "streaming_llm,snapkv,pyramidkv,tova,keydiff,observed_attention,knorm,random"
+    names = "streaming_llm,snapkv,pyramidkv,tova,keydiff,observed_attention,knorm,random,adakv,expected_attention"
     args = ["run", "synthetic", "--tasks", "passkey_1k", "--limit", "1", "--model", str(tiny_model_dir)]
     args += ["--policies", names, "--budget", "0.25", "--protocol", "post-prefill", "--out", str(tmp_path)]
     assert main(args) == 0

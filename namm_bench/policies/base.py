@@ -35,6 +35,8 @@ class MemoryPolicy:
 
     name: ClassVar[str] = "base"
     needs_attention: ClassVar[bool] = False
+    needs_queries: ClassVar[bool] = False
+    """Whether the controller hands the policy the new queries (``observe_queries``)."""
     takes_budget: ClassVar[bool] = False
     """Whether the policy is built with a ``budget`` (``--budget`` applies to it)."""
     protocols: ClassVar[tuple[str, ...]] = ALL_PROTOCOLS
@@ -56,6 +58,10 @@ class MemoryPolicy:
 
         N is the layer's cache length including the q new tokens, which are its last q entries.
         """
+
+    def observe_queries(self, layer: int, queries: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> None:
+        """The new queries (B, heads, q, d) as attention reads them (RoPE applied), with the rotary
+        tables (B, q, d) of their positions (``q * cos + rotate_half(q) * sin``; only if ``needs_queries``)."""
 
     def select(
         self, layer: int, keys: torch.Tensor, values: torch.Tensor, positions: torch.Tensor, tokens_seen: int
