@@ -11,6 +11,7 @@ import pandas as pd
 
 from .files import write_atomic
 from .registry import SUITES
+from .report_leaderboard import leaderboard_frame
 from .report_plots import (
     FULL_POLICY,
     column_label,
@@ -253,6 +254,17 @@ def _markdown(summary: pd.DataFrame, rows: list[dict[str, Any]]) -> tuple[str, l
             section_lines, table = _section(section)
             lines += section_lines
             tables.append((f"{suite} ({protocol}), {model}", table))
+            board = leaderboard_frame(section)
+            if board is not None:
+                lines += [
+                    "Leaderboard (kvpress's layout): mean score x100 over the tasks above per policy and "
+                    "compression ratio (1 - the budget's kept fraction; 0 is the full cache); the last column "
+                    "is at the NAMM's own cache (score / cache %). `*`: some tasks missing.",
+                    "",
+                    _table(board),
+                    "",
+                ]
+                tables.append((f"{suite} ({protocol}) leaderboard, {model}", board))
             lines += _length_buckets(
                 [r for r in rows if (r["model"], r["suite"], r["protocol"]) == (model, suite, protocol)]
             )

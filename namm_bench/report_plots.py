@@ -20,7 +20,8 @@ def is_missing(value: Any) -> bool:
 
 
 def write_plot(frame: pd.DataFrame, path: Path) -> Path | None:
-    """Normalised score against cache % per policy (one point per budget); None if nothing to plot."""
+    """Normalised score against cache % per policy (one point per budget), with the Pareto front over
+    every policy's points (none scores higher at less cache); None if nothing to plot."""
     if frame.empty or set(frame["policy"]) == {FULL_POLICY}:
         return None
     import matplotlib
@@ -29,21 +30,36 @@ def write_plot(frame: pd.DataFrame, path: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     groups = list(dict.fromkeys(zip(frame["model"], frame["suite"], frame["protocol"], strict=True)))
-    fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(groups), figsize=(6.5 * len(groups), 4.5), squeeze=False)
+    colours = plt.get_cmap("tab20").colors
     for ax, (model, suite, protocol) in zip(axes[0], groups, strict=True):
         part = frame[(frame["model"] == model) & (frame["suite"] == suite) & (frame["protocol"] == protocol)]
-        for policy in dict.fromkeys(part["policy"]):
+        for i, policy in enumerate(dict.fromkeys(part["policy"])):
             points = part[part["policy"] == policy].sort_values("cache_pct")
             style = "*" if policy == FULL_POLICY else "o-"
-            ax.plot(points["cache_pct"], points["normalised"], style, label=policy, ms=9 if policy == "namm" else 6)
+            size = 11 if policy in ("namm", FULL_POLICY) else 5
+            ax.plot(points["cache_pct"], points["normalised"], style, label=policy, ms=size, color=colours[i % 20])
+        front = pareto_front(list(zip(part["cache_pct"], part["normalised"], strict=True)))
+        if len(front) > 1:
+            ax.step(*zip(*front, strict=True), where="post", ls="--", color="grey", lw=1, label="Pareto front")
         ax.set_title(f"{suite} ({protocol})\n{model}", fontsize=9)
         ax.set_xlabel("cache %")
         ax.set_ylabel("score / full-cache score (x100)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     write_figure(fig, path)
     return path
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The (cache, score) points no other point beats (as much or more score at no more cache), by cache."""
+    front: list[tuple[float, float]] = []
+    present = [p for p in points if not (is_missing(p[0]) or is_missing(p[1]))]
+    for cache, score in sorted(present, key=lambda p: (p[0], -p[1])):
+        if not front or score > front[-1][1]:
+            front.append((cache, score))
+    return front
 
 
 def column_label(policy: str, budget: Any) -> str:

@@ -266,3 +266,38 @@ def test_no_needle_heat_map_without_depths(tmp_path: Path, rows: list[dict]) -> 
         store.append(row)
     write_report(tmp_path)
     assert not (tmp_path / "report-niah.png").exists()
+
+
+def test_a_budget_sweep_gets_kvpress_leaderboard_layout(tmp_path: Path) -> None:
+    from namm_bench.report_leaderboard import leaderboard_frame
+
+    rows = []
+    for task, scale in (("a", 1.0), ("b", 0.5)):
+        rows += [make_row(task, 0, "full", "none", scale, 1.0), make_row(task, 0, "namm", "none", 0.8 * scale, 0.3)]
+        for budget, score in (("0.75", 0.9), ("0.25", 0.4), ("0.125", 0.1)):
+            rows.append(make_row(task, 0, "snapkv", budget, score * scale, float(budget)))
+        rows.append(make_row(task, 0, "snapkv", "match", 0.6 * scale, 0.3))
+    rows.append(make_row("a", 0, "tova", "0.25", 0.2, 0.25))  # tova lacks task b
+    board = leaderboard_frame(summary_frame(rows)).set_index("policy")
+    assert list(board.columns) == ["0", "0.25", "0.75", "0.875", "at NAMM's cache"]
+    assert list(board.index) == ["full", "namm", "snapkv", "tova"]
+    assert board.loc["full", "0"] == "75.0"  # (100 + 50) / 2
+    assert board.loc["snapkv", "0.25"] == "67.5" and board.loc["snapkv", "0.875"] == "7.5"
+    assert board.loc["snapkv", "0.75"] == "30.0"
+    assert board.loc["namm", "at NAMM's cache"] == "60.0 / 30.0%"
+    assert board.loc["snapkv", "at NAMM's cache"] == "45.0 / 30.0%"
+    assert board.loc["tova", "0.75"] == "20.0 *" and board.loc["tova", "0.25"] == ""
+    store = ResultsStore(tmp_path)
+    for row in rows:
+        store.append(row)
+    md, _ = write_report(tmp_path)
+    assert "Leaderboard (kvpress's layout)" in md.read_text()
+    one_budget = [r for r in rows if r["budget"] in ("none", "0.25")]
+    assert leaderboard_frame(summary_frame(one_budget)) is None  # no sweep, no leaderboard
+
+
+def test_the_pareto_front_keeps_the_points_nothing_beats() -> None:
+    from namm_bench.report_plots import pareto_front
+
+    points = [(10, 50), (20, 40), (30, 80), (30, 70), (100, 100), (5, 10), (50, float("nan"))]
+    assert pareto_front(points) == [(5, 10), (10, 50), (30, 80), (100, 100)]
