@@ -140,7 +140,7 @@ def test_pyramidkv_keeps_snapkvs_choice_at_budgets_shrinking_with_depth(setup, r
     model, ids, attentions, keys = setup
     counts = pyramid_budgets(T, int(T * ratio), 64, len(attentions))
     assert counts == expected and sum(counts) == 3 * int(T * ratio)
-    kept = run_policy(model, ids, make_policy("pyramidkv", Budget(ratio=ratio)))
+    kept = run_policy(model, ids, make_policy("pyramidkv", Budget(ratio=ratio), schedule="kvcache-factory"))
     snapkv = run_policy(model, ids, make_policy("snapkv", Budget(tokens=max(counts))))
     for layer, idx in enumerate(kept):
         assert idx.shape == (KV_HEADS, counts[layer])
@@ -151,6 +151,34 @@ def test_pyramidkv_keeps_snapkvs_choice_at_budgets_shrinking_with_depth(setup, r
             assert want is None or idx.tolist() == want.tolist()
 
 
+def kvpress_pyramid(n: int, ratio: float, window: int, layers: int, beta: int) -> list[int]:
+    """kvpress's PyramidKVPress counts, written out (floats, rounded; SnapKV's round(n r) outside its range)."""
+    cap = window + n * ratio
+    low = (cap - window) / beta
+    high = (cap - window) * 2 - low
+    if high >= n - window:
+        high, low = n - window, (cap - window) * 2 - (n - window)
+    if not n >= high >= low >= window:
+        return [round(n * ratio)] * layers
+    return [round(high - layer * (high - low) / (layers - 1)) for layer in range(layers)]
+
+
+@pytest.mark.parametrize(
+    ("ratio", "window", "beta", "expected"),
+    [(RATIO, 8, 2, [120, 80, 40]), (0.7, 8, 2, [192, 140, 88]), (RATIO, 64, 20, [80, 80, 80])],
+    ids=["pyramid", "first-layer-capped", "snapkv-below-its-range"],
+)
+def test_pyramidkv_follows_kvpress_schedule_by_default(setup, ratio, window, beta, expected):
+    model, ids, attentions, keys = setup
+    counts = kvpress_pyramid(T, ratio, window, len(attentions), beta)
+    assert counts == expected
+    kept = run_policy(model, ids, make_policy("pyramidkv", Budget(ratio=ratio), window_size=window, beta=beta))
+    for layer, idx in enumerate(kept):
+        assert idx.shape == (KV_HEADS, counts[layer]), f"layer {layer}"
+        if window == 64:
+            assert idx.tolist() == top(reference_scores_snapkv(attentions[layer]), counts[layer]), f"layer {layer}"
+
+
 def reference_scores_snapkv(attention: torch.Tensor) -> torch.Tensor:
     w, n = 64, T
     mean = attention[:, n - w :, : n - w].mean(dim=1)
@@ -158,7 +186,7 @@ def reference_scores_snapkv(attention: torch.Tensor) -> torch.Tensor:
     for j in range(n - w):
         pooled[:, j] = sum(mean[:, i] for i in range(j - 2, j + 3) if 0 <= i < n - w) / 5
     scores = group_mean(pooled)
-    return torch.cat([scores, torch.full((KV_HEADS, w), scores.max().item(), dtype=scores.dtype)], dim=1)
+    return torch.cat([scores, torch.full((KV_HEADS, w), scores.max().item() + 1, dtype=scores.dtype)], dim=1)
 
 
 def test_streaming_llm_keeps_its_sinks_across_calls_while_streaming(setup):

@@ -24,7 +24,8 @@ def pooled_window_scores(rows: torch.Tensor, window: int, kernel_size: int) -> t
     scores = rows[:, :, -window:, : n - window].mean(dim=2)
     scores = F.avg_pool1d(scores.reshape(b * h, 1, n - window), kernel_size, stride=1, padding=kernel_size // 2)
     scores = scores.view(b, h, n - window)
-    return F.pad(scores, (0, window), value=scores.max().item() if scores.numel() else 0.0)
+    # above every other score, so that the window is kept even when a key ties with the maximum
+    return F.pad(scores, (0, window), value=scores.max().item() + 1.0 if scores.numel() else 1.0)
 
 
 @dataclass
