@@ -10,9 +10,10 @@ three steps, the middle one in that environment (it imports neither namm_bench n
 ``model`` takes ``--seed`` (weights and prompt), ``--tokens`` and ``--compression`` (kept in
 OUT); attention is sharpened so that formulas that differ choose differently. kvpress
 compresses the prompt in one forward (its default, the question not part of it); namm-bench
-runs the same prompt in chunks under ``post-prefill`` and selects once at its end. Both keep ``int(n (1 - compression))`` entries per
-KV head. The comparison prints, per policy, the share of (layer, KV head) whose kept set is the
-same, and the mean Jaccard overlap of the kept sets; exit status 1 if any policy is below 1.
+runs the same prompt in chunks under ``post-prefill`` and selects once at its end. Both keep
+``int(n (1 - compression))`` entries per KV head. The comparison prints, per policy, the share of
+(layer, KV head) whose kept set is the same, and the mean Jaccard overlap of the kept sets; exit
+status 1 if any policy is below 1.
 """
 
 from __future__ import annotations
