@@ -204,7 +204,7 @@ def test_streaming_llm_keeps_its_sinks_across_calls_while_streaming(setup):
     assert positions == [0, 1, 2, 3, *range(T - 8, T)]
 
 
-@pytest.mark.parametrize("name", ["snapkv", "pyramidkv"])
+@pytest.mark.parametrize("name", ["snapkv", "pyramidkv", "adakv:snapkv", "adakv:pyramidkv"])
 def test_a_query_aware_policy_is_refused_under_streaming(name, setup, tmp_path):
     model, ids, _, _ = setup
     assert policy_class(name).protocols == ("post-prefill", "post-prefill-context")
