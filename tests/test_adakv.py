@@ -98,3 +98,12 @@ def test_a_cache_with_uneven_heads_computes_per_head_masked_attention(tiny_model
     want = sum(kept) / len(kept) + (length - prompt)
     assert controller.retained_per_layer() == [round(want, 2)] * len(policy.dropped)
     assert controller.stats.calls[0]["retained"][0] == kept
+
+
+def test_padding_is_never_kept_even_where_a_head_secures_more_than_it_has():
+    from namm_bench.policies.adakv import adaptive_selection
+
+    scores = torch.tensor([[[0.9, 0.8, 0.7, 0.6, 0.5, 0.4], [0.3, float("-inf"), float("-inf"), 0.2, 0.1, 0.05]]])
+    idx = adaptive_selection(scores, keep=5, alpha_safeguard=1.0)  # each head secures 5 of its entries
+    kept = per_head(idx[0])
+    assert kept == [[0, 1, 2, 3, 4, 5], [0, 3, 4, 5]]  # 10 places: head 1 holds its 4 entries, not its padding

@@ -21,10 +21,12 @@ def adaptive_selection(scores: torch.Tensor, keep: int, alpha_safeguard: float) 
     """
     b, h, n = scores.shape
     scores = scores.float().clone()
+    excluded = torch.isneginf(scores)
     safe = int(alpha_safeguard * keep)
     if safe > 0:
         secured = scores.topk(min(safe, n), dim=-1).indices
         scores.scatter_(-1, secured, torch.finfo(scores.dtype).max)
+        scores.masked_fill_(excluded, float("-inf"))  # a head with fewer entries than it secures
     total = min(keep * h, int(torch.isfinite(scores).sum(dim=(1, 2)).min()) if scores.numel() else 0)
     chosen = scores.reshape(b, h * n).topk(total, dim=-1).indices
     kept = torch.zeros(b, h * n, dtype=torch.bool, device=scores.device)
