@@ -256,10 +256,11 @@ def _markdown(summary: pd.DataFrame, rows: list[dict[str, Any]]) -> tuple[str, l
             tables.append((f"{suite} ({protocol}), {model}", table))
             board = leaderboard_frame(section)
             if board is not None:
+                swept = ", ".join(f"`{t}`" for t in board.attrs["tasks"])
                 lines += [
-                    "Leaderboard (kvpress's layout): mean score x100 over the tasks above per policy and "
-                    "compression ratio (1 - the budget's kept fraction; 0 is the full cache); the last column "
-                    "is at the NAMM's own cache (score / cache %). `*`: some tasks missing.",
+                    f"Leaderboard (kvpress's layout): mean score x100 over {swept} per policy and compression "
+                    "ratio (1 - the budget's kept fraction; 0 is the full cache); the last column is at the "
+                    "NAMM's own cache (score / cache %). `*`: some of those tasks missing.",
                     "",
                     _table(board),
                     "",

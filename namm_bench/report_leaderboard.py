@@ -27,13 +27,17 @@ def leaderboard_frame(section: pd.DataFrame) -> pd.DataFrame | None:
 
     Rows: policies; columns: compression ratio 0 (the full cache), then each ratio budget's
     ``1 - ratio`` (``--budget 0.25`` is compression 0.75), then the NAMM's own cache (its row and
-    ``match`` rows: score / cache %). Cells: the unweighted mean over the section's tasks of the
-    score x100, ``*`` when the policy lacks some task. None unless at least two ratio budgets ran.
+    ``match`` rows: score / cache %). Cells: the unweighted mean of the score x100 over the tasks
+    the sweep ran on (``frame.attrs["tasks"]``; the full cache's other tasks are left out), ``*``
+    when the policy lacks some of them. None unless at least two ratio budgets ran.
     """
-    compressions = sorted({c for c in map(compression_of, section["budget"]) if c is not None and c > 0})
+    compression = section["budget"].map(compression_of)
+    swept = section[compression.notna() & (compression > 0)]
+    compressions = sorted(set(compression_of(b) for b in swept["budget"]))
     if len(compressions) < 2:
         return None
-    tasks = list(dict.fromkeys(section["task"]))
+    tasks = list(dict.fromkeys(swept["task"]))
+    section = section[section["task"].isin(tasks)]
     columns = ["0", *(f"{c:g}" for c in compressions)]
     matched = section[(section["policy"] == MATCHED[0]) | (section["budget"] == MATCHED[1])]
     if not matched.empty:
@@ -59,7 +63,9 @@ def leaderboard_frame(section: pd.DataFrame) -> pd.DataFrame | None:
                 text += f" / {_number(_task_mean(group, tasks, 'cache_pct')[0])}%"
             cells[column] = text
         table.append(cells)
-    return pd.DataFrame(table, columns=["policy", *columns])
+    frame = pd.DataFrame(table, columns=["policy", *columns])
+    frame.attrs["tasks"] = tasks
+    return frame
 
 
 def _task_mean(group: pd.DataFrame, tasks: list[str], column: str) -> tuple[float, bool]:

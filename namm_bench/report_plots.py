@@ -30,7 +30,7 @@ def write_plot(frame: pd.DataFrame, path: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     groups = list(dict.fromkeys(zip(frame["model"], frame["suite"], frame["protocol"], strict=True)))
-    fig, axes = plt.subplots(1, len(groups), figsize=(6.5 * len(groups), 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(groups), figsize=(7.5 * len(groups), 4.5), squeeze=False)
     colours = plt.get_cmap("tab20").colors
     for ax, (model, suite, protocol) in zip(axes[0], groups, strict=True):
         part = frame[(frame["model"] == model) & (frame["suite"] == suite) & (frame["protocol"] == protocol)]
@@ -46,7 +46,7 @@ def write_plot(frame: pd.DataFrame, path: Path) -> Path | None:
         ax.set_xlabel("cache %")
         ax.set_ylabel("score / full-cache score (x100)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, ncol=2)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: points stay visible
     fig.tight_layout()
     write_figure(fig, path)
     return path

@@ -301,3 +301,13 @@ def test_the_pareto_front_keeps_the_points_nothing_beats() -> None:
 
     points = [(10, 50), (20, 40), (30, 80), (30, 70), (100, 100), (5, 10), (50, float("nan"))]
     assert pareto_front(points) == [(5, 10), (10, 50), (30, 80), (100, 100)]
+
+
+def test_the_leaderboard_averages_over_the_tasks_the_sweep_ran_on() -> None:
+    from namm_bench.report_leaderboard import leaderboard_frame
+
+    rows = [make_row("a", 0, "full", "none", 1.0, 1.0), make_row("b", 0, "full", "none", 0.0, 1.0)]
+    rows += [make_row("a", 0, "h2o", b, 0.5, float(b)) for b in ("0.5", "0.25")]
+    board = leaderboard_frame(summary_frame(rows))
+    assert board.attrs["tasks"] == ["a"]
+    assert board.set_index("policy").loc["full", "0"] == "100.0"  # task b, never swept, left out
