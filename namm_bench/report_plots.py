@@ -138,6 +138,8 @@ def write_niah_heatmap(rows: list[dict[str, Any]], path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if len({n for panel in cells.values() for _, n in panel}) == 1:
+        return _niah_one_length(cells, path, plt)
     kinds = list(dict.fromkeys(kind for kind, _ in cells))
     policies = sorted(dict.fromkeys(policy for _, policy in cells), key=lambda p: p != FULL_POLICY)  # full first
     fig, axes = plt.subplots(
@@ -165,6 +167,33 @@ def write_niah_heatmap(rows: list[dict[str, Any]], path: Path) -> Path | None:
                 ax.set_ylabel("needle depth")
             if i == len(kinds) - 1:
                 ax.set_xlabel("context")
+    fig.tight_layout()
+    write_figure(fig, path)
+    return path
+
+
+def _niah_one_length(cells: dict, path: Path, plt: Any) -> Path:
+    """One context length: one panel per kind, score (x100) by needle depth and policy column."""
+    kinds = list(dict.fromkeys(kind for kind, _ in cells))
+    widest = max(sum(1 for k, _ in cells if k == kind) for kind in kinds)
+    fig, axes = plt.subplots(len(kinds), 1, figsize=(0.55 * widest + 2.5, 2.6 * len(kinds) + 1.2), squeeze=False)
+    for ax, kind in zip(axes[:, 0], kinds, strict=True):
+        policies = sorted((p for k, p in cells if k == kind), key=lambda p: p != FULL_POLICY)  # full first
+        depths = sorted({d for p in policies for d, _ in cells[(kind, p)]})
+        grid = [[math.nan] * len(policies) for _ in depths]
+        for x, policy in enumerate(policies):
+            for (d, _), scores in cells[(kind, policy)].items():
+                grid[depths.index(d)][x] = 100.0 * sum(scores) / len(scores)
+        ax.imshow(grid, aspect="auto", cmap="RdYlGn", vmin=0, vmax=100)
+        for y, line in enumerate(grid):
+            for x, value in enumerate(line):
+                if not math.isnan(value):
+                    ax.text(x, y, f"{value:.0f}", ha="center", va="center", fontsize=6)
+        ax.set_xticks(range(len(policies)), policies, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(depths)), [f"{d:.0%}" for d in depths], fontsize=7)
+        length = next(n for _, n in cells[(kind, policies[0])])
+        ax.set_title(f"{kind}, {round(length / 1024)}k tokens: score by needle depth", fontsize=9)
+        ax.set_ylabel("needle depth")
     fig.tight_layout()
     write_figure(fig, path)
     return path

@@ -311,3 +311,14 @@ def test_the_leaderboard_averages_over_the_tasks_the_sweep_ran_on() -> None:
     board = leaderboard_frame(summary_frame(rows))
     assert board.attrs["tasks"] == ["a"]
     assert board.set_index("policy").loc["full", "0"] == "100.0"  # task b, never swept, left out
+
+
+def test_needle_rows_of_one_length_get_one_panel_per_kind(tmp_path: Path) -> None:
+    store = ResultsStore(tmp_path)
+    for i, depth in enumerate((0.0, 0.5, 1.0)):
+        for policy, budget in (("full", "none"), ("h2o", "0.25"), ("h2o", "0.5")):
+            row = make_row("niah_4k", i, policy, budget, float(depth > 0), 1.0, suite="ruler")
+            row["meta"] = {"depth": depth, "length": 4096, "kind": "niah_single_1"}
+            store.append(row)
+    write_report(tmp_path)
+    assert (tmp_path / "report-niah.png").stat().st_size > 0
