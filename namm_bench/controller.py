@@ -168,16 +168,12 @@ class MemoryController:
             raise RuntimeError("the attention module got no position_embeddings: its queries' positions are unknown")
         self.policy.observe_queries(layer, queries, *rotary)
 
-    @staticmethod
-    def _padded_mask(padding: torch.Tensor, q: int, groups: int, dtype: torch.dtype) -> torch.Tensor:
+    def _padded_mask(self, padding: torch.Tensor, q: int, groups: int, dtype: torch.dtype) -> torch.Tensor:
         """Additive (B, heads, q, past + q) mask of a layer whose KV heads hold different numbers of
         entries: the causal mask, with each head's padding entries (``padding``, (B, kv_heads, past)) hidden."""
         b, kv_heads, past = padding.shape
-        allowed = torch.ones(q, past + q, dtype=torch.bool, device=padding.device).tril(diagonal=past)
-        allowed = allowed.expand(b, kv_heads, q, past + q).clone()
-        allowed[..., :past] &= ~padding[:, :, None, :]
-        mask = torch.zeros(allowed.shape, dtype=dtype, device=padding.device)
-        mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+        mask = self._causal_mask(q, past, dtype, padding.device).expand(b, kv_heads, q, past + q).clone()
+        mask[..., :past].masked_fill_(padding[:, :, None, :], torch.finfo(dtype).min)
         return mask.repeat_interleave(groups, dim=1)  # query head h reads KV head h // groups
 
     def _causal_mask(self, q: int, past: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:

@@ -16,6 +16,8 @@ from .report_plots import (
     FULL_POLICY,
     column_label,
     is_missing,
+    nanmean,
+    number_text,
     write_layer_heatmap,
     write_niah_heatmap,
     write_plot,
@@ -213,7 +215,7 @@ def normalised_frame(summary: pd.DataFrame) -> pd.DataFrame:
             ratios.append(100.0 * score / reference)
             caches.append(row["cache_pct"])
         if ratios:
-            out.append((model, suite, protocol, policy, budget, _nanmean(ratios), _nanmean(caches), len(ratios)))
+            out.append((model, suite, protocol, policy, budget, nanmean(ratios), nanmean(caches), len(ratios)))
     columns = [*keys, "policy", "budget", "normalised", "cache_pct", "tasks"]
     return pd.DataFrame(out, columns=columns)
 
@@ -289,7 +291,7 @@ def _length_buckets(rows: list[dict[str, Any]]) -> list[str]:
     )
     table = frame.pivot_table(index=["task", "length"], columns="column", values="score", aggfunc="mean", sort=False)
     counts = frame.groupby(["task", "length"], sort=False).size() // max(1, frame["column"].nunique())
-    table = table.map(_number).reset_index()
+    table = table.map(number_text).reset_index()
     table.insert(2, "n", [str(int(counts.get((t, b), 0))) for t, b in zip(table["task"], table["length"], strict=True)])
     return ["By length (LongBench-E buckets of the row's `length` field):", "", _table(table), ""]
 
@@ -319,7 +321,7 @@ def _section(section: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
             scores.append(group["score"])
             caches.append(group["cache_pct"])
         # Unweighted mean over tasks, skipping tasks whose rows all failed.
-        average = _cell(_nanmean(scores), _nanmean(caches))
+        average = _cell(nanmean(scores), nanmean(caches))
         if len(scores) < len(tasks):
             average += " *"
             partial_average = True
@@ -377,16 +379,7 @@ def _problems(section: pd.DataFrame) -> list[str]:
 def _cell(score: float, cache_pct: float, se: float = math.nan) -> str:
     """Format a table cell like ``95.0 / 25.3``, or ``95.0 ± 2.1 / 25.3`` with a standard error; missing is ``-``."""
     spread = "" if is_missing(se) else f" ± {se:.1f}"
-    return f"{_number(score)}{spread} / {_number(cache_pct)}"
-
-
-def _number(value: float) -> str:
-    return "-" if is_missing(value) else f"{value:.1f}"
-
-
-def _nanmean(values: list[float]) -> float:
-    present = [v for v in values if not is_missing(v)]
-    return sum(present) / len(present) if present else math.nan
+    return f"{number_text(score)}{spread} / {number_text(cache_pct)}"
 
 
 def _table(frame: pd.DataFrame) -> str:

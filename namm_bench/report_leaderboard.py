@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 
-from .report_plots import FULL_POLICY, is_missing
+from .report_plots import FULL_POLICY, is_missing, nanmean, number_text
 
 MATCHED = ("namm", "match")
 """Rows at the NAMM's own cache: the NAMM's, and baselines run with ``--budget match``."""
@@ -58,9 +56,9 @@ def leaderboard_frame(section: pd.DataFrame) -> pd.DataFrame | None:
             if column is None:
                 continue
             score, complete = _task_mean(group, tasks, "score")
-            text = _number(score) + ("" if complete else " *")
+            text = number_text(score) + ("" if complete else " *")
             if column == AT_NAMM:
-                text += f" / {_number(_task_mean(group, tasks, 'cache_pct')[0])}%"
+                text += f" / {number_text(_task_mean(group, tasks, 'cache_pct')[0])}%"
             cells[column] = text
         table.append(cells)
     frame = pd.DataFrame(table, columns=["policy", *columns])
@@ -70,10 +68,5 @@ def leaderboard_frame(section: pd.DataFrame) -> pd.DataFrame | None:
 
 def _task_mean(group: pd.DataFrame, tasks: list[str], column: str) -> tuple[float, bool]:
     """Unweighted mean over ``tasks`` of ``column``, and whether every task had a value."""
-    values = [v for v in (group[group["task"] == t][column].mean() for t in tasks) if not is_missing(v)]
-    mean = sum(values) / len(values) if values else math.nan
-    return mean, len(values) == len(tasks)
-
-
-def _number(value: float) -> str:
-    return "-" if is_missing(value) else f"{value:.1f}"
+    values = [group[group["task"] == t][column].mean() for t in tasks]
+    return nanmean(values), not any(is_missing(v) for v in values)

@@ -19,6 +19,17 @@ def is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+def number_text(value: float) -> str:
+    """A table number with one decimal, ``-`` when missing."""
+    return "-" if is_missing(value) else f"{value:.1f}"
+
+
+def nanmean(values: list[float]) -> float:
+    """Mean of the values that are not missing; NaN when none is."""
+    present = [v for v in values if not is_missing(v)]
+    return sum(present) / len(present) if present else math.nan
+
+
 def write_plot(frame: pd.DataFrame, path: Path) -> Path | None:
     """Normalised score against cache % per policy (one point per budget), with the Pareto front over
     every policy's points (none scores higher at less cache); None if nothing to plot."""
@@ -153,11 +164,7 @@ def write_niah_heatmap(rows: list[dict[str, Any]], path: Path) -> Path | None:
             grid = [[math.nan] * len(lengths) for _ in depths]
             for (d, n), scores in panel.items():
                 grid[depths.index(d)][lengths.index(n)] = 100.0 * sum(scores) / len(scores)
-            ax.imshow(grid or [[math.nan]], aspect="auto", cmap="RdYlGn", vmin=0, vmax=100)
-            for y, line in enumerate(grid):
-                for x, value in enumerate(line):
-                    if not math.isnan(value):
-                        ax.text(x, y, f"{value:.0f}", ha="center", va="center", fontsize=7)
+            _score_grid(ax, grid, fontsize=7)
             ax.set_xticks(
                 range(len(lengths)), [f"{round(n / 1024)}k" if n >= 1024 else str(n) for n in lengths], fontsize=7
             )
@@ -184,11 +191,7 @@ def _niah_one_length(cells: dict, path: Path, plt: Any) -> Path:
         for x, policy in enumerate(policies):
             for (d, _), scores in cells[(kind, policy)].items():
                 grid[depths.index(d)][x] = 100.0 * sum(scores) / len(scores)
-        ax.imshow(grid, aspect="auto", cmap="RdYlGn", vmin=0, vmax=100)
-        for y, line in enumerate(grid):
-            for x, value in enumerate(line):
-                if not math.isnan(value):
-                    ax.text(x, y, f"{value:.0f}", ha="center", va="center", fontsize=6)
+        _score_grid(ax, grid, fontsize=6)
         ax.set_xticks(range(len(policies)), policies, rotation=90, fontsize=7)
         ax.set_yticks(range(len(depths)), [f"{d:.0%}" for d in depths], fontsize=7)
         length = next(n for _, n in cells[(kind, policies[0])])
@@ -197,3 +200,12 @@ def _niah_one_length(cells: dict, path: Path, plt: Any) -> Path:
     fig.tight_layout()
     write_figure(fig, path)
     return path
+
+
+def _score_grid(ax: Any, grid: list[list[float]], fontsize: int) -> None:
+    """Draw scores x100 (rows by columns, NaN for no examples) as a red-to-green grid, each cell labelled."""
+    ax.imshow(grid or [[math.nan]], aspect="auto", cmap="RdYlGn", vmin=0, vmax=100)
+    for y, line in enumerate(grid):
+        for x, value in enumerate(line):
+            if not math.isnan(value):
+                ax.text(x, y, f"{value:.0f}", ha="center", va="center", fontsize=fontsize)
