@@ -116,6 +116,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="final: the last CMA-ES mean (default); best: the mean with the best periodic evaluation (eval_interval)",
     )
 
+    pap = sub.add_parser(
+        "paper", help="run the paper's tables from one configuration and one NAMM; write OUT/ tables and claims.md"
+    )
+    pap.add_argument("config", nargs="?", type=Path, default=Path("configs/paper.toml"), help="(default %(default)s)")
+    pap.add_argument("--out", type=Path, default=Path("reports/paper"), help="(default %(default)s)")
+    pap.add_argument("--limit", type=int, default=None, help="examples per task in every table (default: each table's)")
+    pap.add_argument("--tables", type=_csv, default=None, help="comma list of the config's tables (default: all)")
+    pap.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda when available)")
+    pap.add_argument("--report-only", action="store_true", help="rewrite the reports and claims from the rows there")
+
     for _, add in COMMANDS.items():  # plugins' subcommands (namm-bench's own training recipes among them)
         add(sub)
 
@@ -137,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
             return _export(args)
         if args.command == "list":
             return _list()
+        if args.command == "paper":
+            return _paper(args)
         return args.handler(args)
     except (ValueError, OSError) as err:
         print(f"namm-bench: error: {err}", file=sys.stderr)
@@ -178,6 +190,18 @@ def _evolve(args: argparse.Namespace) -> int:
 
     out = evolve(args.config, args.out, resume=args.resume, device=_device(args.device), stop_after=args.stop_after)
     print(f"run: {out}  (log: {out / 'log.csv'}, plot: {out / 'fitness.png'}; checkpoint: namm-bench export {out})")
+    return 0
+
+
+def _paper(args: argparse.Namespace) -> int:
+    from .paper import run_paper
+
+    device = "cpu" if args.report_only else _device(args.device)
+    out = run_paper(
+        args.config, args.out, device=device, limit=args.limit, only=args.tables, report_only=args.report_only
+    )
+    print((out / "claims.md").read_text())
+    print(f"wrote {out / 'README.md'} (index), {out / 'claims.md'}, {out / 'claims.csv'} and one report per table")
     return 0
 
 

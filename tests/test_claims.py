@@ -1,0 +1,146 @@
+"""The claims ledger and ``namm-bench paper``: verdicts computed from rows, one NAMM, resumable."""
+
+import csv
+import io
+import json
+
+import pytest
+from test_bootstrap import H2O, NAMM, rows_of
+
+from namm_bench.bootstrap import FULL
+from namm_bench.claims import DOES_NOT_HOLD, HOLDS, NOT_MEASURED, Claim, check, ledger_csv, parse_column
+from namm_bench.cli import main
+from namm_bench.paper import load_paper_config
+
+ABOVE_H2O = Claim("vs-h2o", "t", "NAMM above H2O at the same cache", "above", NAMM, H2O)
+
+
+def test_a_claim_flips_when_one_row_changes():
+    rows = rows_of({FULL: [1], NAMM: [1], H2O: [0]})
+    verdict = check(ABOVE_H2O, rows, resamples=200)
+    assert (verdict.verdict, verdict.ours, verdict.low, verdict.high, verdict.examples) == (HOLDS, 100, 100, 100, 1)
+    namm_row = next(r for r in rows if r["policy"] == "namm")
+    namm_row["score"] = 0
+    verdict = check(ABOVE_H2O, rows, resamples=200)
+    assert verdict.verdict == DOES_NOT_HOLD and verdict.ours == 0 and "margin is +0 or below" in verdict.why
+
+
+def test_an_interval_reaching_the_margin_does_not_hold_and_a_tolerance_can_make_it_hold():
+    rows = rows_of({FULL: [1, 1], NAMM: [1, 0], H2O: [0, 0]})  # margin +50, interval [0, 100]
+    verdict = check(ABOVE_H2O, rows, resamples=2000)
+    assert verdict.verdict == DOES_NOT_HOLD and verdict.ours == 50 and verdict.low == 0
+    assert "interval reaches" in verdict.why
+    keeps = Claim("keeps", "t", "NAMM keeps H2O's score", "", NAMM, H2O, margin=-10)
+    assert check(keeps, rows, resamples=2000).verdict == HOLDS
+
+
+def test_a_smaller_cache_bound_and_not_measured():
+    rows = rows_of({FULL: [1], NAMM: [1], H2O: [0]})  # cache fraction 0.5 in every row
+    smaller = Claim("small", "t", "above H2O with under 40% cache", "", NAMM, H2O, max_cache_pct=40)
+    verdict = check(smaller, rows, resamples=50)
+    assert verdict.verdict == DOES_NOT_HOLD and verdict.cache_pct == 50 and "not below 40%" in verdict.why
+    assert check(Claim("s", "t", "", "", NAMM, H2O, max_cache_pct=60), rows, resamples=50).verdict == HOLDS
+    missing = check(Claim("l2", "t", "above L2", "", NAMM, ("l2", "match")), rows)
+    assert missing.verdict == NOT_MEASURED and missing.examples == 0 and "l2@match" in missing.why
+    assert "not measured" in ledger_csv([missing])
+
+
+def test_columns_parse():
+    assert parse_column("namm") == ("namm", "none") and parse_column("h2o@match") == ("h2o", "match")
+    assert parse_column("l2@0.25") == ("l2", "0.25")
+    with pytest.raises(ValueError, match="POLICY@BUDGET"):
+        parse_column("@match")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[[tables]]\nname = "a"\nsuite = "synthetic"\nwindow = 3\n', "unknown keys \\['window'\\]"),
+        ('[[tables]]\nname = "a"\n', "needs name and suite"),
+        ('[[tables]]\nname = "a"\nsuite = "s"\n[[tables]]\nname = "a"\nsuite = "s"\n', "distinct names"),
+        (
+            '[[tables]]\nname = "a"\nsuite = "s"\n[[claims]]\nid = "c"\ntable = "b"\ntext = ""\npaper = ""\n'
+            'policy = "namm"\nversus = "full"\n',
+            "is on table 'b'",
+        ),
+        ('[[tables]]\nname = "a"\nsuite = "s"\n[[claims]]\nid = "c"\ntable = "a"\n', "missing"),
+        ("tables = [", "not valid TOML"),
+    ],
+)
+def test_bad_configurations_are_one_clear_error(tmp_path, text, message):
+    path = tmp_path / "paper.toml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        load_paper_config(path)
+    with pytest.raises(ValueError, match="no such paper configuration"):
+        load_paper_config(tmp_path / "absent.toml")
+
+
+def test_the_project_configuration_loads():
+    config = load_paper_config("configs/paper.toml")
+    assert {c.table for c in config.claims} <= {t.name for t in config.tables}
+    assert all("namm" in t.policies for t in config.tables)
+
+
+def test_paper_runs_every_table_writes_the_ledger_and_resumes(tiny_model_dir, tmp_path, capsys):
+    config = tmp_path / "paper.toml"
+    config.write_text(
+        f"""
+[[tables]]
+name = "passkeys"
+title = "Pass keys"
+suite = "synthetic"
+model = "{tiny_model_dir}"
+tasks = ["passkey_1k"]
+policies = ["full", "namm", "h2o"]
+budgets = ["match"]
+limit = 2
+
+[[tables]]
+name = "absent"
+suite = "longbench"
+data_dir = "{tmp_path / "no-such-dir"}"
+
+[[claims]]
+id = "vs-h2o"
+table = "passkeys"
+text = "above H2O at the same cache"
+paper = "above"
+policy = "namm"
+versus = "h2o@match"
+
+[[claims]]
+id = "absent"
+table = "absent"
+text = "above the full cache"
+paper = "+11%"
+policy = "namm"
+versus = "full"
+"""
+    )
+    out = tmp_path / "paper"
+    assert main(["paper", str(config), "--out", str(out), "--device", "cpu"]) == 0
+    rows = [json.loads(line) for line in (out / "passkeys" / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 * 3 and {r["policy"] for r in rows} == {"full", "namm", "h2o"}
+    assert (out / "passkeys" / "report.md").exists()
+    ledger = list(csv.DictReader(io.StringIO((out / "claims.csv").read_text())))
+    assert [r["id"] for r in ledger] == ["vs-h2o", "absent"]
+    # A random tiny model answers nothing, so the claim has no full-cache score to normalise by.
+    assert ledger[0]["n"] == "2" and ledger[0]["verdict"] == NOT_MEASURED and "scores 0" in ledger[0]["why"]
+    assert ledger[1]["verdict"] == NOT_MEASURED and ledger[1]["n"] == "0"
+    index = (out / "README.md").read_text()
+    assert "not run: its data directory" in index and "shipped (namm-smollm2)" in index
+    before = (out / "passkeys" / "results.jsonl").read_text()
+    assert main(["paper", str(config), "--out", str(out), "--device", "cpu"]) == 0  # nothing left to run
+    assert (out / "passkeys" / "results.jsonl").read_text() == before
+    # The ledger follows the rows: with the full cache and the NAMM right and H2O wrong, it holds.
+    changed = [json.loads(line) for line in before.splitlines()]
+    for row in changed:
+        row["score"] = 0.0 if row["policy"] == "h2o" else 1.0
+    (out / "passkeys" / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in changed))
+    assert main(["paper", str(config), "--out", str(out), "--report-only"]) == 0
+    ledger = list(csv.DictReader(io.StringIO((out / "claims.csv").read_text())))
+    assert (ledger[0]["verdict"], ledger[0]["ours"], ledger[0]["low"]) == (HOLDS, "100.00", "100.00")
+    assert ledger[0]["verdict"] == check(load_paper_config(config).claims[0], changed).verdict
+    assert main(["paper", str(config), "--out", str(out), "--tables", "nope"]) == 2
+    assert "no table ['nope']" in capsys.readouterr().err
