@@ -256,9 +256,9 @@ def _report(directory: Path) -> int:
     from .report import write_report
     from .results import RESULTS_FILE
 
-    # A directory of result directories (like reports/) regenerates each of them.
+    # A directory of result directories (like reports/, history/ and paper/ included) regenerates each.
     runs = [directory] if (directory / RESULTS_FILE).exists() or not directory.is_dir() else []
-    runs = runs or sorted(p.parent for p in directory.glob(f"*/{RESULTS_FILE}"))
+    runs = runs or sorted(p.parent for p in directory.glob(f"**/{RESULTS_FILE}"))
     if not runs:
         raise ValueError(f"{directory} holds no {RESULTS_FILE}, nor do its subdirectories")
     for run in runs:
