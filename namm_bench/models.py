@@ -108,7 +108,17 @@ def make_adapter(name: str, model: str | None = None, **options: Any) -> Any:
 
 
 def make_suite(name: str, data_dir: str | None = None, model: str | None = None) -> Any:
-    """Build the suite registered as ``name``; ``model`` goes to suites whose tasks depend on it."""
+    """Build the suite registered as ``name``; ``model`` goes to suites whose tasks depend on it.
+
+    ``a+b`` builds a :class:`~namm_bench.suite_mix.SuiteMix` of suites ``a`` and ``b``.
+    """
+    if "+" in name:
+        from .suite_mix import SuiteMix
+
+        parts = name.split("+")
+        if len(set(parts)) < len(parts):
+            raise ValueError(f"suite mix {name} names a suite twice")
+        return SuiteMix({part: make_suite(part, data_dir, model) for part in parts})
     factory = SUITES.get(name)
     kwargs: dict[str, Any] = {"data_dir": data_dir}
     if "model" in inspect.signature(factory).parameters:

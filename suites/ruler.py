@@ -3,8 +3,9 @@ Models?"): 13 synthetic tasks at a chosen length, generated from a seed with the
 
 Tasks are ``<task>_<length>``, e.g. ``niah_single_1_4k``: the 13 tasks of the paper (``niah_single_1-3``,
 ``niah_multikey_1-3``, ``niah_multivalue``, ``niah_multiquery``, ``vt``, ``cwe``, ``fwe``, ``qa_1``,
-``qa_2``) at 4k, 8k, 16k, 32k, 64k or 128k tokens. As RULER, the length counts the prompt and the answer:
-a prompt takes ``[0.98, 1] x (length - max_new_tokens)`` tokens of the model's tokenizer. The
+``qa_2``) at 2k, 4k, 8k, 16k, 32k, 64k or 128k tokens (2k is below RULER's own lengths: for small
+models and for evolving on cheap examples). As RULER, the length counts the prompt and the answer: a
+prompt takes ``[0.98, 1] x (length - max_new_tokens)`` tokens of the model's tokenizer. The
 templates, answer prefixes, needle formats and complexity settings are RULER's (``synthetic.yaml``);
 ``answer_prefix`` starts the model's answer. Metrics: ``string_match_all`` (share of the answers found
 in the prediction, case-insensitive) for all but ``qa_1`` / ``qa_2``, which use ``string_match_part``
@@ -47,7 +48,7 @@ NIAH = {  # RULER's synthetic.yaml: haystack, key type, value type, keys, values
     "niah_multiquery": ("essay", "words", "numbers", 4, 1, 4),
 }
 BASE_TASKS = (*NIAH, "vt", "cwe", "fwe", "qa_1", "qa_2")
-LENGTHS = {"4k": 4096, "8k": 8192, "16k": 16384, "32k": 32768, "64k": 65536, "128k": 131072}
+LENGTHS = {"2k": 2048, "4k": 4096, "8k": 8192, "16k": 16384, "32k": 32768, "64k": 65536, "128k": 131072}
 MAX_NEW_TOKENS = {"niah": 128, "vt": 30, "cwe": 120, "fwe": 50, "qa": 32}
 DEFAULT_EXAMPLES = 50
 LENGTH_TOLERANCE = 0.02

