@@ -355,15 +355,25 @@ class LlamaAdapter:
             yield self._outcome(gen)
 
     def _outcome(self, gen: Generation) -> Outcome:
+        tokens = int(gen.prompt.ids.shape[1])
+        # Where the cache was kept: ten spans of the prompt, and its question (the prompt's end).
+        kept = {
+            "position_retention": gen.controller.retention(0, tokens, bins=10),
+            "question_retention": (
+                gen.controller.retention(gen.prompt.question_start, tokens)[0]
+                if gen.prompt.question_start < tokens
+                else None
+            ),
+        }
         return Outcome(
             prediction=gen.text,
-            tokens=int(gen.prompt.ids.shape[1]),
+            tokens=tokens,
             controller=gen.controller,
             new_tokens=gen.new_tokens,
             truncated_tokens=gen.prompt.truncated_tokens,
             seconds=gen.seconds,
             # cache % and peak KV bytes count the managed layers (not sliding-window ones)
-            fields={"managed_layers": len(self.attention_modules()), "layers": self._num_layers()},
+            fields={"managed_layers": len(self.attention_modules()), "layers": self._num_layers(), **kept},
         )
 
     def _decode(self, ids: list[int]) -> str:

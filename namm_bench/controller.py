@@ -305,6 +305,24 @@ class MemoryController:
         """Absolute positions (B, kv_heads, N) of the entries now in ``layer``'s cache."""
         return self._positions[layer]
 
+    def retention(self, start: int, end: int, bins: int = 1) -> list[float]:
+        """Share of the positions ``start..end-1`` now cached, in ``bins`` equal spans, mean over layers and heads.
+
+        Where in the prompt a policy keeps its memory (the first tokens, the question, ...); the
+        text adapter records it per example, as the video and RL adapters record frames and timesteps.
+        """
+        if end <= start or not self._layers:
+            return [0.0] * bins
+        edges = torch.linspace(start, end, bins + 1)
+        totals = torch.zeros(bins)
+        for layer in range(len(self._layers)):
+            pos = self._positions[layer].cpu()
+            inside = pos[(pos >= start) & (pos < end)].float()
+            counts = torch.bucketize(inside, edges[1:-1], right=True).bincount(minlength=bins)[:bins]
+            totals += counts.float() / (pos.shape[0] * pos.shape[1])
+        widths = (edges[1:].ceil() - edges[:-1].ceil()).clamp_min(1)  # integer positions per span
+        return [round(float(x), 4) for x in totals / (len(self._layers) * widths)]
+
     def retained_per_layer(self) -> list[float]:
         """Entries per KV head now in each layer's cache (the heads' mean where they differ)."""
         out: list[float] = []

@@ -21,6 +21,7 @@ from .report_plots import (
     write_layer_heatmap,
     write_niah_heatmap,
     write_plot,
+    write_position_plot,
 )
 from .results import ResultsStore, label_settings
 
@@ -183,6 +184,8 @@ def write_report(out_dir: Path) -> tuple[Path, Path]:
         markdown += "\n![normalised score against cache %](report.png)\n"
     if write_layer_heatmap(rows, out_dir / "report-layers.png"):
         markdown += "\n![share of each layer's tokens kept, per memory policy](report-layers.png)\n"
+    if write_position_plot(rows, out_dir / "report-positions.png"):
+        markdown += "\n![share of the prompt kept by position, per memory policy](report-positions.png)\n"
     if write_niah_heatmap(rows, out_dir / "report-niah.png"):
         markdown += "\n![score by needle depth and context length, per policy](report-niah.png)\n"
     for suite in dict.fromkeys(r.get("suite") for r in rows):

@@ -120,6 +120,44 @@ def write_layer_heatmap(rows: list[dict[str, Any]], path: Path) -> Path | None:
     return path
 
 
+def write_position_plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
+    """Share of the prompt kept by position (ten spans), one line per (suite, policy, budget).
+
+    Text rows hold ``position_retention`` (and ``question_retention``, in the legend): where in the
+    prompt each policy kept its memory at the end of the answer, averaged over the group's
+    examples. None without such rows.
+    """
+    spans: dict[str, list[list[float]]] = {}
+    questions: dict[str, list[float]] = {}
+    for r in rows:
+        if r.get("policy") == FULL_POLICY or not r.get("position_retention") or r.get("error"):
+            continue
+        label = f"{r['suite']}: {column_label(r['policy'], r.get('budget'))}"
+        spans.setdefault(label, []).append(r["position_retention"])
+        if r.get("question_retention") is not None:
+            questions.setdefault(label, []).append(r["question_retention"])
+    if not spans:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for label, runs in spans.items():
+        mean = [100.0 * sum(run[i] for run in runs) / len(runs) for i in range(len(runs[0]))]
+        asked = questions.get(label)
+        suffix = f" (question {100 * sum(asked) / len(asked):.0f}%)" if asked else ""
+        ax.plot([(i + 0.5) * 100 / len(mean) for i in range(len(mean))], mean, marker="o", label=label + suffix)
+    ax.set_xlabel("position in the prompt (%)")
+    ax.set_ylabel("tokens kept %")
+    ax.set_ylim(0, 105)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    write_figure(fig, path)
+    return path
+
+
 def niah_cells(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[tuple[float, int], list[float]]]:
     """Scores of needle-in-a-haystack rows (``meta`` holds ``depth`` and ``length``), by (kind, policy
     column) and then (depth, length). Rows without both, and error rows, are left out."""

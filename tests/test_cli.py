@@ -196,3 +196,25 @@ def test_prompt_splits_where_the_question_starts(tiny_model_dir):
     generation = adapter.generate(example, make_policy("h2o", Budget(ratio=0.25)), config)
     calls = generation.controller.stats.calls
     assert [c["tokens_seen"] for c in calls] == [prompt.question_start]
+
+
+def test_rows_say_where_in_the_prompt_the_cache_was_kept(tiny_model_dir):
+    from namm_bench.adapters import get_adapter
+    from namm_bench.controller import ControllerConfig
+    from namm_bench.interfaces import RunOptions
+    from namm_bench.policies import make_policy
+
+    adapter = get_adapter("llama", str(tiny_model_dir))
+    example = TextExample("t", "t-0", "The grass is green. " * 60, "\nWhat is the pass key?", "1", max_new_tokens=2)
+    full = adapter.run(example, make_policy("full"), ControllerConfig(), RunOptions())
+    assert full.fields["position_retention"] == [1.0] * 10 and full.fields["question_retention"] == 1.0
+    # StreamingLLM keeps 4 sinks and the most recent tokens: the first span a little, the last all,
+    # the middle nothing; the question is the prompt's end, so it is kept.
+    config = ControllerConfig(protocol="post-prefill")
+    kept = adapter.run(example, make_policy("streaming_llm", Budget(tokens=40)), config, RunOptions())
+    spans, tokens = kept.fields["position_retention"], kept.tokens
+    width = tokens / 10
+    assert spans[0] == pytest.approx(4 / round(width), abs=0.02) and spans[-1] == 1.0
+    assert spans[1:7] == [0.0] * 6
+    assert kept.fields["question_retention"] == 1.0
+    assert sum(s * w for s, w in zip(spans, [width] * 10, strict=True)) == pytest.approx(40, abs=1.5)

@@ -322,3 +322,18 @@ def test_needle_rows_of_one_length_get_one_panel_per_kind(tmp_path: Path) -> Non
             store.append(row)
     write_report(tmp_path)
     assert (tmp_path / "report-niah.png").stat().st_size > 0
+
+
+def test_position_plot_of_where_the_prompt_was_kept(tmp_path: Path, rows: list[dict]) -> None:
+    from namm_bench.report_plots import write_position_plot
+
+    for r in rows:
+        r["position_retention"] = [1.0] * 10 if r["policy"] == "full" else [0.5] + [0.0] * 8 + [1.0]
+        r["question_retention"] = 1.0
+    store = ResultsStore(tmp_path)
+    for row in rows:
+        store.append(row)
+    md = write_report(tmp_path)[0].read_text()
+    assert (tmp_path / "report-positions.png").read_bytes()[:4] == b"\x89PNG" and "report-positions.png" in md
+    full_only = [r for r in rows if r["policy"] == "full"]
+    assert write_position_plot(full_only, tmp_path / "none.png") is None  # the full cache keeps everything
