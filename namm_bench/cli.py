@@ -197,12 +197,14 @@ def _paper(args: argparse.Namespace) -> int:
     from .paper import run_paper
 
     device = "cpu" if args.report_only else _device(args.device)
-    out = run_paper(
+    out, failed = run_paper(
         args.config, args.out, device=device, limit=args.limit, only=args.tables, report_only=args.report_only
     )
     print((out / "claims.md").read_text())
     print(f"wrote {out / 'README.md'} (index), {out / 'claims.md'}, {out / 'claims.csv'} and one report per table")
-    return 0
+    for line in failed:
+        print(f"namm-bench: error: table {line}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -138,8 +138,11 @@ def run_paper(
     limit: int | None = None,
     only: list[str] | None = None,
     report_only: bool = False,
-) -> Path:
+) -> tuple[Path, list[str]]:
     """Run every table of the configuration (or those named in ``only``), then write the reports.
+
+    A table that fails (bad data, a model that will not load) is reported and the others still
+    run. Returns the output directory and one line per failed table.
 
     Parameters
     ----------
@@ -165,9 +168,13 @@ def run_paper(
             continue
         from .runner import run_suite
 
-        for seed in table.seeds:
-            logger.info("paper: table %s, seed %d", table.name, seed)
-            run_suite(_spec(table, seed, out / table.name, config, device, limit))
+        try:
+            for seed in table.seeds:
+                logger.info("paper: table %s, seed %d", table.name, seed)
+                run_suite(_spec(table, seed, out / table.name, config, device, limit))
+        except (ValueError, OSError) as err:  # the other tables still run; this one's rows so far are kept
+            skipped[table.name] = f"failed: {err}"
+            logger.error("%s: %s", table.name, skipped[table.name])
     rows: dict[str, list[dict[str, Any]]] = {}
     for table in config.tables:
         if (out / table.name / RESULTS_FILE).exists():
@@ -178,7 +185,7 @@ def run_paper(
     write_atomic(out / "claims.csv", ledger_csv(verdicts))
     write_atomic(out / "claims.md", "# Claims ledger\n\n" + _ledger_intro() + ledger_markdown(verdicts))
     write_atomic(out / "README.md", _index(config, rows, skipped, verdicts, config_path))
-    return out
+    return out, [f"{name}: {why}" for name, why in skipped.items() if why.startswith("failed")]
 
 
 def _ledger_intro() -> str:
@@ -209,7 +216,7 @@ def _index(
     ]
     for table in config.tables:
         table_rows = rows.get(table.name, [])
-        if not table_rows:
+        if not table_rows or table.name in skipped:
             why = skipped.get(table.name, "not run yet")
             lines.append(f"| {table.title} | {table.suite} | {', '.join(table.tasks or ['(default)'])} | {why} | | |")
             continue

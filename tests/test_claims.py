@@ -144,3 +144,10 @@ versus = "full"
     assert ledger[0]["verdict"] == check(load_paper_config(config).claims[0], changed).verdict
     assert main(["paper", str(config), "--out", str(out), "--tables", "nope"]) == 2
     assert "no table ['nope']" in capsys.readouterr().err
+    # A table that fails is reported; the others' rows and the ledger are still written.
+    broken = config.read_text().replace('tasks = ["passkey_1k"]', 'tasks = ["passkey_1k", "no_such_task"]')
+    config.write_text(broken)
+    assert main(["paper", str(config), "--out", str(out), "--device", "cpu"]) == 1
+    assert "table passkeys: failed: unknown task(s) no_such_task" in capsys.readouterr().err
+    assert "failed: unknown task(s) no_such_task" in (out / "README.md").read_text()
+    assert (out / "claims.csv").exists()
