@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+from pathlib import Path
 
 import pytest
 from test_bootstrap import H2O, NAMM, rows_of
@@ -76,10 +77,18 @@ def test_bad_configurations_are_one_clear_error(tmp_path, text, message):
         load_paper_config(tmp_path / "absent.toml")
 
 
-def test_the_project_configuration_loads():
+def test_the_project_configuration_names_real_suites_tasks_and_policies():
+    from namm_bench.budget import parse_budget
+    from namm_bench.models import make_suite
+    from namm_bench.registry import POLICIES
+
     config = load_paper_config("configs/paper.toml")
     assert {c.table for c in config.claims} <= {t.name for t in config.tables}
-    assert all("namm" in t.policies for t in config.tables)
+    for table in config.tables:
+        assert "namm" in table.policies and set(table.policies) <= set(POLICIES.names())
+        if table.data_dir is None or Path(table.data_dir).is_dir():  # tasks read from files need them
+            assert not set(table.tasks or []) - set(make_suite(table.suite, table.data_dir).tasks()), table.name
+        [parse_budget(b) for b in table.budgets]
 
 
 def test_paper_runs_every_table_writes_the_ledger_and_resumes(tiny_model_dir, tmp_path, capsys):
