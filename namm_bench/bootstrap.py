@@ -10,10 +10,13 @@ adds no noise of its own).
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from .results import KEY_DEFAULTS, label_settings
 
 Column = tuple[str, str]
 """A (policy, budget label) pair as in the result rows: ``("namm", "none")``, ``("h2o", "match")``."""
@@ -49,8 +52,10 @@ class Interval:
     examples: int
 
 
-def paired_groups(rows: Iterable[Mapping[str, Any]], columns: Sequence[Column], section: str = "") -> Groups:
-    """Group result rows into examples that have a score under every column and the full cache.
+def paired_groups(
+    rows: Iterable[Mapping[str, Any]], columns: Sequence[Column], section: str = "", field: str = "score"
+) -> Groups:
+    """Group result rows into examples that have a value under every column and the full cache.
 
     Parameters
     ----------
@@ -60,53 +65,60 @@ def paired_groups(rows: Iterable[Mapping[str, Any]], columns: Sequence[Column], 
         The (policy, budget) pairs to compare; the full cache is added.
     section
         A label kept in the group keys, so that rows of several directories stay apart.
+    field
+        The row field collected: ``score``, or ``cache_fraction`` for the same examples' caches.
 
     Returns
     -------
     dict
-        (section, model, suite, protocol, task) -> one ``{column: score}`` per example, in
-        example order. The full cache may have been run under another protocol than the others
-        (the RL suite's ``window``); it is then paired by (model, suite, task, example) alone.
+        (section, model, suite, protocol, task) -> one ``{column: value}`` per example, in example
+        order. Examples pair within a protocol, suite seed and combination of settings: rows that
+        differ in a setting (interval, preset, dtype ...) get it in their protocol, as the reports
+        label them (``results.label_settings``), so they never pair with each other.
     """
     wanted = {FULL, *columns}
-    scores: dict[tuple[str, str, str, str, str], dict[Column, float]] = {}
-    full: dict[tuple[str, str, str, str], dict[str, float]] = {}
-    for row in rows:
-        if row.get("error") is not None or row.get("score") is None:
-            continue
+    kept = [dict(r) for r in rows if not r.get("error") and r.get("score") is not None]
+    by_example: dict[tuple[str, ...], dict[Column, float]] = {}
+    for row in label_settings(kept):
         column = (str(row["policy"]), str(row["budget"]))
-        if column not in wanted:
-            continue
-        model, suite, task = (str(row[k]) for k in ("model", "suite", "task"))
-        example = f"{row['example_id']}@seed{row.get('seed')}"  # suite seeds reuse example ids
-        if column == FULL:
-            full.setdefault((model, suite, task, example), {})[str(row["protocol"])] = float(row["score"])
-        else:
-            key = (model, suite, str(row["protocol"]), task, example)
-            scores.setdefault(key, {})[column] = float(row["score"])
+        if column in wanted:
+            seed = row.get("seed", KEY_DEFAULTS["seed"])  # suite seeds reuse example ids
+            key = (*(str(row[k]) for k in ("model", "suite", "protocol", "task")), f"{row['example_id']}@{seed}")
+            by_example.setdefault(key, {})[column] = float(row[field])
     groups: Groups = {}
-    for (model, suite, protocol, task, example), by_column in scores.items():
-        references = full.get((model, suite, task, example), {})
-        if protocol in references:
-            by_column[FULL] = references[protocol]
-        elif len(references) == 1:
-            by_column[FULL] = next(iter(references.values()))
-        if wanted <= by_column.keys():
-            groups.setdefault((section, model, suite, protocol, task), []).append(by_column)
+    for (model, suite, protocol, task, _), values in by_example.items():
+        if wanted <= values.keys():
+            groups.setdefault((section, model, suite, protocol, task), []).append(values)
     return groups
 
 
-def normalised(groups: Groups, column: Column) -> float:
+def informative(groups: Groups) -> list[GroupKey]:
+    """The tasks whose full cache scores above 0 on some example: the only ones a ratio can use."""
+    return [key for key, examples in groups.items() if sum(e[FULL] for e in examples) > 0]
+
+
+def normalised(groups: Groups, column: Column, tasks: Sequence[GroupKey] | None = None) -> float:
     """Mean over tasks of sum(score) / sum(full-cache score), x100; sections are averaged last.
 
-    Tasks whose full cache scores 0 on every example say nothing and are left out (as in the
-    reports); NaN when no task is left.
+    ``tasks`` defaults to :func:`informative` (as in the reports, a task the full cache never
+    answers says nothing). NaN when there is no task, or one of ``tasks`` has a zero reference.
     """
     per_section: dict[tuple[str, ...], list[float]] = {}
+    for key in informative(groups) if tasks is None else tasks:
+        reference = sum(e[FULL] for e in groups[key])
+        if reference <= 0:
+            return float("nan")
+        per_section.setdefault(key[:-1], []).append(sum(e[column] for e in groups[key]) / reference)
+    if not per_section:
+        return float("nan")
+    return 100 * sum(sum(v) / len(v) for v in per_section.values()) / len(per_section)
+
+
+def mean_over_tasks(groups: Groups, column: Column) -> float:
+    """Mean over tasks (sections last) of the column's mean value, x100: a cache % of paired examples."""
+    per_section: dict[tuple[str, ...], list[float]] = {}
     for key, examples in groups.items():
-        reference = sum(e[FULL] for e in examples)
-        if reference > 0:
-            per_section.setdefault(key[:-1], []).append(sum(e[column] for e in examples) / reference)
+        per_section.setdefault(key[:-1], []).append(sum(e[column] for e in examples) / len(examples))
     if not per_section:
         return float("nan")
     return 100 * sum(sum(v) / len(v) for v in per_section.values()) / len(per_section)
@@ -124,7 +136,9 @@ def paired_bootstrap(
     policy, versus
         The columns compared; ``versus`` may be :data:`FULL` (margin over the full cache).
     resamples
-        Bootstrap draws; each resamples every task's examples with replacement.
+        Bootstrap draws; each resamples every task's examples with replacement. The tasks stay
+        those of the examples as drawn; a draw in which one of them has no full-cache score above
+        0 cannot be normalised and is left out.
     seed
         Seed of the draws (the interval is reproducible).
     level
@@ -138,17 +152,18 @@ def paired_bootstrap(
     if not groups:
         raise ValueError(f"no example has {policy}, {versus} and the full cache")
     rng = random.Random(seed)
-    point = normalised(groups, policy) - normalised(groups, versus)
+    tasks = informative(groups)
+    point = normalised(groups, policy, tasks) - normalised(groups, versus, tasks)
     margins = []
     for _ in range(resamples):
         sample = {key: [rng.choice(ex) for _ in ex] for key, ex in groups.items()}
-        margins.append(normalised(sample, policy) - normalised(sample, versus))
-    margins = sorted(m for m in margins if m == m)  # a resample whose full cache scores 0 everywhere is NaN
+        margins.append(normalised(sample, policy, tasks) - normalised(sample, versus, tasks))
+    margins = sorted(m for m in margins if not math.isnan(m))
+    examples = sum(len(v) for v in groups.values())
     if not margins:
-        nan = float("nan")
-        return Interval(point, nan, nan, nan, sum(len(v) for v in groups.values()))
+        return Interval(point, math.nan, math.nan, math.nan, examples)
     tail = (1 - level) / 2
-    low = margins[int(tail * len(margins))]
-    high = margins[max(int((1 - tail) * len(margins)) - 1, 0)]
+    low = margins[min(int(math.floor(tail * len(margins) + 1e-9)), len(margins) - 1)]
+    high = margins[max(int(math.ceil((1 - tail) * len(margins) - 1e-9)) - 1, 0)]
     share = sum(m <= 0 for m in margins) / len(margins)
-    return Interval(point, low, high, share, sum(len(v) for v in groups.values()))
+    return Interval(point, low, high, share, examples)

@@ -5,7 +5,8 @@ same cache on LongBench"): the margin of normalised scores with its paired boots
 (``namm_bench.bootstrap``) decides it. It **holds** when the interval's lower bound is above the
 claim's ``margin`` (0 for "above", a negative tolerance for "keeps accuracy") and the policy's
 mean cache is below ``max_cache_pct`` when the claim is about a smaller cache; it **does not
-hold** otherwise; it is **not measured** when no example has both columns.
+hold** otherwise; it is **not measured** when no example has both columns, when a task has fewer
+than ``MIN_EXAMPLES`` examples, or when the rows mix settings.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .bootstrap import FULL, Column, paired_bootstrap, paired_groups
+from .bootstrap import FULL, Column, mean_over_tasks, paired_bootstrap, paired_groups
 
 HOLDS = "holds"
 DOES_NOT_HOLD = "does not hold"
@@ -103,18 +104,32 @@ class Verdict:
     why: str = ""
 
 
+MIN_EXAMPLES = 10
+"""Examples per task a verdict needs: fewer give a bootstrap interval too narrow to mean anything
+(one example per task gives an interval of width 0)."""
+
+
 def check(claim: Claim, rows: Iterable[Mapping[str, Any]], resamples: int = 2000, seed: int = 0) -> Verdict:
     """Decide one claim from its table's rows (see the module docstring)."""
     rows = list(rows)
-    groups = paired_groups(rows, [claim.policy, claim.versus])
+    columns = [claim.policy, claim.versus]
+    groups = paired_groups(rows, columns)
     if not groups:
         both = dict.fromkeys(map(column_text, (claim.policy, claim.versus, FULL)))
         return Verdict(claim, NOT_MEASURED, why=f"no example has rows of {' and '.join(both)}")
+    examples = sum(len(v) for v in groups.values())
+    settings = sorted({key[3] for key in groups if ";" in key[3]})  # label_settings marks them so
+    if settings:
+        return Verdict(claim, NOT_MEASURED, examples, why=f"rows of several settings ({' / '.join(settings)})")
+    fewest = min(len(v) for v in groups.values())
+    if fewest < MIN_EXAMPLES:
+        why = f"{fewest} example(s) in a task; a verdict needs {MIN_EXAMPLES} per task"
+        return Verdict(claim, NOT_MEASURED, examples, why=why)
     interval = paired_bootstrap(groups, claim.policy, claim.versus, resamples=resamples, seed=seed)
     if math.isnan(interval.point):
         why = "the full cache scores 0 on every example: nothing to normalise by"
         return Verdict(claim, NOT_MEASURED, examples=interval.examples, why=why)
-    cache = _cache_pct(rows, claim.policy, groups)
+    cache = mean_over_tasks(paired_groups(rows, columns, field="cache_fraction"), claim.policy)
     reasons = []
     if not interval.low > claim.margin:
         bound = "the interval reaches" if interval.point > claim.margin else "the margin is"
@@ -131,18 +146,6 @@ def check(claim: Claim, rows: Iterable[Mapping[str, Any]], resamples: int = 2000
         cache_pct=cache,
         why="; ".join(reasons),
     )
-
-
-def _cache_pct(rows: list[Mapping[str, Any]], column: Column, groups: dict) -> float:
-    """Mean over the compared tasks of the column's mean cache fraction, x100."""
-    tasks = {key[1:] for key in groups}
-    per_task: dict[tuple[str, ...], list[float]] = {}
-    for row in rows:
-        key = tuple(str(row[k]) for k in ("model", "suite", "protocol", "task"))
-        if (row["policy"], str(row["budget"])) == column and key in tasks and row.get("error") is None:
-            per_task.setdefault(key, []).append(float(row["cache_fraction"]))
-    means = [sum(v) / len(v) for v in per_task.values() if v]
-    return 100 * sum(means) / len(means) if means else math.nan
 
 
 LEDGER_COLUMNS = ("id", "table", "claim", "paper", "ours", "low", "high", "cache_pct", "n", "verdict", "why")

@@ -11,10 +11,12 @@ its claims are "not measured".
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import tomllib
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from .controller import ControllerConfig
 from .files import write_atomic
 from .presets import resolve_preset
 from .results import RESULTS_FILE, ResultsStore
+from .typed import check_field_types
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +89,30 @@ def load_paper_config(path: str | Path) -> PaperConfig:
         if bad or not {"name", "suite"} <= set(entry):
             what = f"unknown keys {sorted(bad)}" if bad else "needs name and suite"
             raise ValueError(f"{path}: table {entry.get('name', i)!r}: {what}")
-        values = {k: v for k, v in entry.items() if v != ""}  # "" = the default (the embedded model)
-        tables.append(Table(**{"title": entry["name"], **values}))
+        values = {k: v for k, v in entry.items() if v != "" or k == "name"}  # "" = the default (embedded model)
+        where = f"{path}: table {entry['name']!r}"
+        try:
+            check_field_types(Table, values, where)
+        except TypeError as err:
+            raise ValueError(str(err)) from None
+        lists = {
+            "tasks": (str, "names"),
+            "policies": (str, "names"),
+            "budgets": (str, "names"),
+            "seeds": (int, "integers"),
+        }
+        for key, (kind, what) in lists.items():
+            value = values.get(key)
+            if key in values and not (isinstance(value, list) and value and all(isinstance(v, kind) for v in value)):
+                raise ValueError(f"{where}: {key} must be a list of {what}, got {value!r}")
+        if not values["name"]:
+            raise ValueError(f"{path}: a table has an empty name")
+        table = Table(**{"title": entry["name"], **values})
+        try:
+            resolve_preset(raw.get("preset", "default"), chunk_size=table.chunk_size, interval=table.interval)
+        except ValueError as err:
+            raise ValueError(f"{where}: its settings conflict with preset {raw.get('preset')!r}: {err}") from None
+        tables.append(table)
     names = [t.name for t in tables]
     if not tables or len(set(names)) != len(names):
         raise ValueError(f"{path}: needs [[tables]] with distinct names, got {names}")
@@ -158,7 +183,8 @@ def run_paper(
     if unknown:
         raise ValueError(f"--tables: no table {unknown} in {config_path}; it has {[t.name for t in config.tables]}")
     chosen = [t for t in config.tables if not only or t.name in only]
-    skipped: dict[str, str] = {}
+    skipped: dict[str, str] = {}  # tables not run (no data): their claims are not measured
+    failed: dict[str, str] = {}  # tables that failed: their claims say so
     for table in chosen:
         if table.data_dir is not None and not Path(table.data_dir).is_dir():
             skipped[table.name] = f"not run: its data directory {table.data_dir} is absent"
@@ -172,20 +198,25 @@ def run_paper(
             for seed in table.seeds:
                 logger.info("paper: table %s, seed %d", table.name, seed)
                 run_suite(_spec(table, seed, out / table.name, config, device, limit))
-        except (ValueError, OSError) as err:  # the other tables still run; this one's rows so far are kept
-            skipped[table.name] = f"failed: {err}"
-            logger.error("%s: %s", table.name, skipped[table.name])
+        except Exception as err:  # noqa: BLE001 - the other tables still run; this one's rows so far are kept
+            failed[table.name] = f"failed ({type(err).__name__}): {err}"
+            logger.error("%s: %s", table.name, failed[table.name])
     rows: dict[str, list[dict[str, Any]]] = {}
     for table in config.tables:
         if (out / table.name / RESULTS_FILE).exists():
             rows[table.name] = ResultsStore(out / table.name).rows()
             if rows[table.name]:
                 write_report(out / table.name)
-    verdicts = [check(c, rows.get(c.table, [])) for c in config.claims]
+    verdicts = []
+    for claim in config.claims:
+        verdict = check(claim, [] if claim.table in skipped else rows.get(claim.table, []))
+        if claim.table in failed:
+            verdict = dataclasses.replace(verdict, why="; ".join(filter(None, ["its table failed", verdict.why])))
+        verdicts.append(verdict)
     write_atomic(out / "claims.csv", ledger_csv(verdicts))
     write_atomic(out / "claims.md", "# Claims ledger\n\n" + _ledger_intro() + ledger_markdown(verdicts))
-    write_atomic(out / "README.md", _index(config, rows, skipped, verdicts, config_path))
-    return out, [f"{name}: {why}" for name, why in skipped.items() if why.startswith("failed")]
+    write_atomic(out / "README.md", _index(config, rows, {**skipped, **failed}, verdicts, config_path))
+    return out, [f"{name}: {why}" for name, why in failed.items()]
 
 
 def _ledger_intro() -> str:
@@ -230,12 +261,16 @@ def _index(
     return "\n".join(lines)
 
 
-def namm_label(provenance: dict[str, Any] | None) -> str:
-    """Name a NAMM by its provenance: ``shipped`` when it is the package's own checkpoint's."""
+@cache
+def _shipped_provenance() -> str:
     from .runner import SHIPPED_NAMM
 
-    shipped = json.loads((SHIPPED_NAMM / "namm.json").read_text()).get("provenance")
-    if provenance == shipped:
+    return json.dumps(json.loads((SHIPPED_NAMM / "namm.json").read_text()).get("provenance"), sort_keys=True)
+
+
+def namm_label(provenance: dict[str, Any] | None) -> str:
+    """Name a NAMM by its provenance: ``shipped`` when it is the package's own checkpoint's."""
+    if json.dumps(provenance, sort_keys=True) == _shipped_provenance():
         return "shipped (namm-smollm2)"
     provenance = provenance or {}
     return f"{'+'.join(provenance.get('tasks', ['?']))}, {provenance.get('generations', '?')} generations"

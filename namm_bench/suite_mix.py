@@ -2,7 +2,8 @@
 
 Evolution draws its training examples from one suite (``EvolutionConfig.suite``); a mix lets a
 NAMM evolve on, say, synthetic pass keys and RULER tasks together. Each task keeps its own
-suite's examples and metric; task names must not repeat across the mixed suites.
+suite's examples, metric and row fields; task names must not repeat across the mixed suites. A
+data directory, when given, is handed to every suite of the mix.
 """
 
 from __future__ import annotations
@@ -51,6 +52,11 @@ class SuiteMix:
 
     def score(self, example: Any, outcome: Any) -> float:
         return self._suite(example.task).score(example, outcome)
+
+    def record(self, example: Any, outcome: Any) -> dict[str, Any]:
+        """The owning suite's extra row fields (``namm-bench run`` on a mix), if it has any."""
+        suite = self._suite(example.task)
+        return suite.record(example, outcome) if hasattr(suite, "record") else {}
 
     def _suite(self, task: str) -> Any:
         if task not in self._owner:

@@ -1,10 +1,8 @@
 """namm_bench.bootstrap: normalised scores and the paired bootstrap, on hand-worked rows."""
 
-import math
-
 import pytest
 
-from namm_bench.bootstrap import FULL, normalised, paired_bootstrap, paired_groups
+from namm_bench.bootstrap import FULL, mean_over_tasks, normalised, paired_bootstrap, paired_groups
 
 NAMM, H2O = ("namm", "none"), ("h2o", "match")
 
@@ -51,21 +49,44 @@ def test_examples_without_every_column_or_with_an_error_are_left_out():
         paired_bootstrap({}, NAMM, H2O)
 
 
-def test_seeds_and_protocols_stay_apart_and_the_full_cache_of_another_protocol_pairs():
+def test_seeds_protocols_and_settings_stay_apart():
     # Two suite seeds reuse example ids: four examples, not two.
     rows = rows_of({FULL: [1, 1], NAMM: [1, 0]}, seed=0) + rows_of({FULL: [1, 1], NAMM: [0, 0]}, seed=1)
     assert sum(len(v) for v in paired_groups(rows, [NAMM]).values()) == 4
     assert normalised(paired_groups(rows, [NAMM]), NAMM) == 25
-    # The RL suite runs the full cache under "window" (and "cached"); policies under "cached".
+    # A row written before seeds were kept has the default seed, 0.
+    old = rows_of({FULL: [1, 1]})
+    for row in old:
+        del row["seed"]
+    assert sum(len(v) for v in paired_groups(old + rows_of({NAMM: [1, 0]}), [NAMM]).values()) == 2
+    # The RL suite runs the full cache under "window" and "cached", the policies under "cached":
+    # a policy pairs with the full cache of its own protocol only.
     rl = rows_of({FULL: [100, 100]}, protocol="window") + rows_of({FULL: [50, 50]}, protocol="cached")
     rl += rows_of({NAMM: [50, 100]}, protocol="cached")
-    assert normalised(paired_groups(rl, [NAMM]), NAMM) == 150  # paired with the same protocol's full cache
+    assert normalised(paired_groups(rl, [NAMM]), NAMM) == 150
     only_window = rows_of({FULL: [100, 100]}, protocol="window") + rows_of({NAMM: [50, 100]}, protocol="cached")
-    assert normalised(paired_groups(only_window, [NAMM]), NAMM) == 75  # the only full cache there is
+    assert not paired_groups(only_window, [NAMM])
+    # Rows of two intervals are two sections, each normalised by its own full cache.
+    a = rows_of({FULL: [1, 1], NAMM: [1, 1]})
+    b = rows_of({FULL: [1, 1], NAMM: [0, 0]})
+    for row in b:
+        row["interval"] = 128
+    groups = paired_groups(a + b, [NAMM])
+    assert sorted(k[3] for k in groups) == ["streaming; interval 128", "streaming; interval 512"]
+    assert normalised(groups, NAMM) == 50
 
 
-def test_a_resample_whose_full_cache_scores_zero_everywhere_is_dropped():
+def test_cache_fractions_of_the_same_examples():
+    rows = rows_of({FULL: [1, 1], NAMM: [1, 1]}, task="a") + rows_of({FULL: [1], NAMM: [1]}, task="b")
+    for row in rows:
+        row["cache_fraction"] = {("a", "namm"): 0.2, ("b", "namm"): 0.6}.get((row["task"], row["policy"]), 1.0)
+    assert mean_over_tasks(paired_groups(rows, [NAMM], field="cache_fraction"), NAMM) == pytest.approx(40)
+
+
+def test_a_resample_whose_full_cache_scores_zero_in_a_task_is_left_out():
+    # The second example's full cache scores 0: a draw of it twice cannot be normalised and is left
+    # out, so the task set never changes between draws; the others all give namm 100, h2o 0.
     groups = paired_groups(rows_of({FULL: [1, 0], NAMM: [1, 0], H2O: [0, 0]}), [NAMM, H2O])
     interval = paired_bootstrap(groups, NAMM, H2O, resamples=400, seed=0)
     assert interval.point == 100 and interval.low == interval.high == 100
-    assert not math.isnan(interval.share_at_or_below_zero)
+    assert interval.share_at_or_below_zero == 0

@@ -21,6 +21,8 @@ def test_each_task_keeps_its_suites_examples_and_metric():
         answer = example.meta["outputs"][0] if task.startswith("niah") else example.answer
         assert mix.score(example, f"It is {answer}.") == alone.score(example, f"It is {answer}.") == 1.0
         assert mix.score(example, "no idea") == alone.score(example, "no idea") == 0.0
+    (example,) = mix.examples("passkey_1k", words, 10**6, 4, 1)
+    assert mix.record(example, "x") == synthetic.record(example, "x")
     with pytest.raises(ValueError, match="unknown task nope"):
         mix.examples("nope", words, 10**6, 0, 1)
 
