@@ -219,6 +219,12 @@ def run_paper(
     return out, [f"{name}: {why}" for name, why in failed.items()]
 
 
+def _shown(path: str | Path) -> str:
+    """``path`` relative to the current directory when it lies inside it (tox passes absolute paths)."""
+    path = Path(path).resolve()
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
+
+
 def _ledger_intro() -> str:
     return (
         "Each claim's margin is the difference of normalised scores (x100 of the full cache on the\n"
@@ -239,7 +245,7 @@ def _index(
     lines = [
         "# The paper's tables",
         "",
-        f"Written by `namm-bench paper {config_path}`; each table's rows, report and plots are in its",
+        f"Written by `namm-bench paper {_shown(config_path)}`; each table's rows, report and plots are in its",
         "directory. Rerunning the command skips the rows already there.",
         "",
         "| table | suite | tasks | examples | NAMM checkpoint | report |",
