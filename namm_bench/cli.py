@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .budget import parse_budget
 from .context import RopeScaling, parse_rope_scaling
-from .controller import PROTOCOLS, ControllerConfig
+from .controller import PROTOCOLS
 from .models import DTYPES
 from .presets import PRESETS, resolve_preset
 from .registry import COMMANDS
@@ -228,12 +228,7 @@ def _run(args: argparse.Namespace) -> int:
         model=args.model,
         policies=args.policies,
         budgets=[parse_budget(b) for b in args.budget],
-        controller=ControllerConfig(
-            chunk_size=preset.chunk_size,
-            interval=preset.interval,
-            protocol=args.protocol,
-            prompt_end_call=preset.prompt_end_call,
-        ),
+        controller=preset.controller(args.protocol),
         preset=args.preset,
         chat=preset.chat,
         tasks=args.tasks,

@@ -22,7 +22,6 @@ from typing import Any
 
 from .budget import parse_budget
 from .claims import Claim, Verdict, check, ledger_csv, ledger_markdown
-from .controller import ControllerConfig
 from .files import write_atomic
 from .presets import resolve_preset
 from .results import RESULTS_FILE, ResultsStore
@@ -136,12 +135,7 @@ def _spec(table: Table, seed: int, out: Path, config: PaperConfig, device: str, 
         model=table.model,
         policies=table.policies,
         budgets=[parse_budget(b) for b in table.budgets],
-        controller=ControllerConfig(
-            chunk_size=preset.chunk_size,
-            interval=preset.interval,
-            protocol=table.protocol,
-            prompt_end_call=preset.prompt_end_call,
-        ),
+        controller=preset.controller(table.protocol),
         preset=config.preset,
         chat=preset.chat,
         tasks=table.tasks,

@@ -12,6 +12,7 @@ Llama 3 8B at 32k).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,14 @@ class Preset:
     interval: int = 512
     prompt_end_call: bool = True
     chat: bool | None = None
+
+    def controller(self, protocol: str) -> Any:
+        """The ``ControllerConfig`` of these settings under ``protocol``."""
+        from .controller import ControllerConfig
+
+        return ControllerConfig(
+            chunk_size=self.chunk_size, interval=self.interval, protocol=protocol, prompt_end_call=self.prompt_end_call
+        )
 
 
 PRESETS: dict[str, Preset] = {
