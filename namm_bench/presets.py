@@ -12,7 +12,10 @@ Llama 3 8B at 32k).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the controller imports torch; presets stay light for config parsing
+    from .controller import ControllerConfig
 
 
 @dataclass(frozen=True)
@@ -24,7 +27,7 @@ class Preset:
     prompt_end_call: bool = True
     chat: bool | None = None
 
-    def controller(self, protocol: str) -> Any:
+    def controller(self, protocol: str) -> ControllerConfig:
         """The ``ControllerConfig`` of these settings under ``protocol``."""
         from .controller import ControllerConfig
 
