@@ -1,4 +1,4 @@
-"""An outside package's policy, adapter and suite (the README's "Adding ..." examples, installed by a test)."""
+"""An outside package's policy, adapter and suite (docs/extending.md's "Adding ..." examples, installed by a test)."""
 
 from __future__ import annotations
 
