@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
-# Held-out evaluation of the fifth run's NAMM (issue 23): examples of suite seed 4, which no run
-# drew (evolution used pool seeds 1000 and 1001), on the synthetic 2k tasks (evolution trained at
+# Held-out evaluation of a NAMM on synthetic + RULER (issue 23): examples of suite seed 4, which no
+# run drew (evolution used pool seeds 1000 and 1001), on the synthetic 2k tasks (evolution trained at
 # 1k), RULER niah_single_1 / niah_multikey_2 at 2k and niah_single_1 at 4k. Full cache, the NAMM,
-# H2O and L2 at the NAMM's cache, streaming protocol; two processes, one per core; resumable.
-# Usage: bash reports/heldout-smollm2-transfer/run.sh CHECKPOINT [LIMIT]
+# H2O and L2 at the NAMM's cache, streaming protocol; two processes, one per core; resumable (rows
+# already in the run directories are skipped).
+# Usage: bash reports/heldout-smollm2-transfer/run.sh CHECKPOINT [LIMIT] [OUT]
 set -euo pipefail
 ckpt=${1:?checkpoint directory (namm-bench export ... --to DIR)}
 limit=${2:-20}
-out=reports/heldout-smollm2-transfer
+out=${3:-reports/heldout-smollm2-transfer}
+runs=runs/$(basename "$out")
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=1
 common=(--limit "$limit" --seed 4 --policies full,namm,h2o,l2 --budget match --namm-checkpoint "$ckpt")
 namm-bench run synthetic+ruler --tasks passkey_2k,niah_single_1_4k "${common[@]}" \
-    --out runs/heldout-transfer-a > runs/heldout-transfer-a.log 2>&1 &
+    --out "$runs-a" > "$runs-a.log" 2>&1 &
 namm-bench run synthetic+ruler --tasks needle_2k,niah_single_1_2k,niah_multikey_2_2k "${common[@]}" \
-    --out runs/heldout-transfer-b > runs/heldout-transfer-b.log 2>&1 &
+    --out "$runs-b" > "$runs-b.log" 2>&1 &
 wait
-cat runs/heldout-transfer-a/results.jsonl runs/heldout-transfer-b/results.jsonl > "$out/results.jsonl"
+cat "$runs-a/results.jsonl" "$runs-b/results.jsonl" > "$out/results.jsonl"
 namm-bench report "$out"
 python benchmarks/heldout_bootstrap.py "$out" --baselines h2o@match,l2@match
