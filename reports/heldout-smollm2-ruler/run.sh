@@ -4,11 +4,12 @@
 # 1k), RULER niah_single_1 / niah_multikey_2 at 2k and niah_single_1 at 4k. Full cache, the NAMM,
 # H2O and L2 at the NAMM's cache, streaming protocol; two processes, one per core; resumable (rows
 # already in the run directories are skipped).
-# Usage: bash reports/heldout-smollm2-transfer/run.sh CHECKPOINT [LIMIT] [OUT]
+# Usage: bash reports/heldout-smollm2-ruler/run.sh [CHECKPOINT] [LIMIT] [OUT]
+# (defaults: the shipped NAMM, 20, reports/heldout-smollm2-ruler)
 set -euo pipefail
-ckpt=${1:?checkpoint directory (namm-bench export ... --to DIR)}
+ckpt=${1:-namm_bench/checkpoints/namm-smollm2}
 limit=${2:-20}
-out=${3:-reports/heldout-smollm2-transfer}
+out=${3:-reports/heldout-smollm2-ruler}
 runs=runs/$(basename "$out")
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=1
 common=(--limit "$limit" --seed 4 --policies full,namm,h2o,l2 --budget match --namm-checkpoint "$ckpt")
