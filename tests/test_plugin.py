@@ -73,11 +73,11 @@ def test_the_plugin_runs_and_reports(plugin_site, tiny_model_dir, tmp_path):
     assert "count_words" in table and "recent" in table
 
 
-def test_the_readme_examples_are_the_plugin_code():
+def test_the_guide_examples_are_the_plugin_code():
     """docs/extending.md's "Adding a policy/adapter/suite" code is the code the tests above install and run."""
-    readme = (Path(__file__).parents[1] / "docs" / "extending.md").read_text()
+    guide = (Path(__file__).parents[1] / "docs" / "extending.md").read_text()
     source = (PLUGIN / "namm_bench_plugin_example" / "__init__.py").read_text()
-    extending = readme[readme.index("# Extending namm-bench") :]
+    extending = guide[guide.index("# Extending namm-bench") :]
     blocks = re.findall(r"```python\n(.*?)```", extending, flags=re.S)
     assert len(blocks) == 3
     for block in blocks:

@@ -18,6 +18,7 @@ namm-bench run synthetic+ruler --tasks passkey_2k,niah_single_1_4k "${common[@]}
 namm-bench run synthetic+ruler --tasks needle_2k,niah_single_1_2k,niah_multikey_2_2k "${common[@]}" \
     --out "$runs-b" > "$runs-b.log" 2>&1 &
 wait
+mkdir -p "$out"
 cat "$runs-a/results.jsonl" "$runs-b/results.jsonl" > "$out/results.jsonl"
 namm-bench report "$out"
 python benchmarks/heldout_bootstrap.py "$out" --baselines h2o@match,l2@match
