@@ -167,6 +167,9 @@ versus = "full"
     ledger = list(csv.DictReader(io.StringIO((out / "claims.csv").read_text())))
     assert (ledger[0]["verdict"], ledger[0]["ours"], ledger[0]["low"]) == (HOLDS, "100.00", "100.00")
     assert ledger[0]["verdict"] == check(load_paper_config(config).claims[0], changed).verdict
+    # Running some tables keeps the reason another one was not run in the index.
+    assert main(["paper", str(config), "--out", str(out), "--tables", "passkeys", "--device", "cpu"]) == 0
+    assert "not run: its data directory" in (out / "README.md").read_text()
     assert main(["paper", str(config), "--out", str(out), "--tables", "nope"]) == 2
     assert "no table ['nope']" in capsys.readouterr().err
     # A table that fails is reported; the others' rows and the ledger are still written.
