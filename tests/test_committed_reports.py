@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from namm_bench.results import ResultsStore
+
 ROOT = Path(__file__).resolve().parents[1]
 REPORTS = ROOT / "reports"
 SHIPPED = ROOT / "namm_bench" / "checkpoints" / "namm-smollm2" / "namm.json"
@@ -20,8 +22,7 @@ def _current_results() -> list[Path]:
 
 
 def _namm_rows(path: Path) -> list[dict]:
-    rows = (json.loads(line) for line in path.read_text().splitlines() if line.strip())
-    return [row for row in rows if row["policy"] == "namm"]
+    return [row for row in ResultsStore(path.parent).rows() if row["policy"] == "namm"]
 
 
 def test_every_current_report_runs_the_shipped_namm():
