@@ -26,6 +26,7 @@ from namm_bench import shared_prefill
 from namm_bench.context import RopeScaling, apply_context
 from namm_bench.controller import ControllerConfig, MemoryController
 from namm_bench.files import cache_dir
+from namm_bench.hf_memory import forward_at, managed_attention_modules
 from namm_bench.interfaces import Outcome, RunOptions, TextExample
 from namm_bench.models import is_hub_id
 from namm_bench.policies.base import MemoryPolicy
@@ -115,6 +116,8 @@ class Generation:
     new_tokens: int
     controller: MemoryController
     seconds: float
+    token_ids: list[int]
+    """The generated tokens (stop token excluded), before the text is cut at a stop string."""
 
 
 def middle_truncate(ids: list[int], max_tokens: int) -> list[int]:
@@ -256,14 +259,7 @@ class LlamaAdapter:
     def forward_tokens(self, cache, ids: torch.Tensor, start: int, end: int, last_only: bool = True) -> torch.Tensor:
         """Logits of the tokens ``ids`` (1, end - start) at absolute positions start..end-1, appended to ``cache``
         (the last position's only unless ``last_only`` is False)."""
-        out = self.model(
-            input_ids=ids,
-            position_ids=torch.arange(start, end, device=self.device)[None],
-            past_key_values=cache,
-            use_cache=True,
-            logits_to_keep=1 if last_only else 0,
-        )
-        return out.logits
+        return forward_at(self.model, cache, ids, start, end, 1 if last_only else 0).logits
 
     def _num_layers(self) -> int:
         config = self.model.config
@@ -272,11 +268,7 @@ class LlamaAdapter:
     def attention_modules(self) -> list[torch.nn.Module]:
         """The attention modules memory policies manage: every layer's, except sliding-window layers
         (Gemma 3's), which keep their own window of recent tokens."""
-        return [
-            m
-            for m in self.model.modules()
-            if hasattr(m, "layer_idx") and hasattr(m, "num_key_value_groups") and not getattr(m, "is_sliding", False)
-        ]
+        return managed_attention_modules(self.model)
 
     @torch.inference_mode()
     def generate(
@@ -340,7 +332,7 @@ class LlamaAdapter:
     ) -> Generation:
         text = self._decode(new)
         text = text[: _stop_at(text, example.stop)]
-        return Generation(text, prompt, len(new), controller, time.perf_counter() - began)
+        return Generation(text, prompt, len(new), controller, time.perf_counter() - began, new)
 
     def run(self, example: TextExample, policy: MemoryPolicy, config: ControllerConfig, options: RunOptions) -> Outcome:
         """``generate`` as the run loop asks for it (``options.long_inputs``: truncate or stream)."""

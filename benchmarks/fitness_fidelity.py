@@ -28,9 +28,10 @@ from namm_bench.evolution.config import FAST_EVICTIONS, load_config
 from namm_bench.evolution.fitness import FastFitness, member_checkpoint, stream_answer
 from namm_bench.files import write_atomic
 from namm_bench.models import suite_adapter
+from namm_bench.namm.checkpoint import SHIPPED as SHIPPED_NAMM
 from namm_bench.namm.checkpoint import load_checkpoint
 from namm_bench.policies.namm import NAMM
-from namm_bench.runner import ANSWER_RESERVE, SHIPPED_NAMM
+from namm_bench.runner import ANSWER_RESERVE
 from namm_bench.suites import get_suite
 
 

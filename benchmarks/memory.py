@@ -69,8 +69,8 @@ def _reset_peak() -> int | None:
 
 def compared(budget: float) -> dict:
     """The policies measured: full cache, L2, H2O and the shipped NAMM."""
+    from namm_bench.namm.checkpoint import SHIPPED as SHIPPED_NAMM
     from namm_bench.namm.checkpoint import load_checkpoint
-    from namm_bench.runner import SHIPPED_NAMM
 
     runs = policies(budget, load_checkpoint(SHIPPED_NAMM))
     del runs["full, reads attention"]  # the same KV as full cache

@@ -268,7 +268,7 @@ def _index(
 
 @cache
 def _shipped_provenance() -> str:
-    from .runner import SHIPPED_NAMM
+    from .namm.checkpoint import SHIPPED as SHIPPED_NAMM
 
     return json.dumps(json.loads((SHIPPED_NAMM / "namm.json").read_text()).get("provenance"), sort_keys=True)
 

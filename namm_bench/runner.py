@@ -23,7 +23,7 @@ from .controller import ControllerConfig
 from .fingerprints import example_fingerprint, model_fingerprint
 from .interfaces import ExampleError, RunOptions
 from .models import make_adapter, make_suite, resolve_dtype, suite_adapter
-from .namm.checkpoint import NammCheckpoint, load_checkpoint
+from .namm.checkpoint import NammCheckpoint, load_checkpoint, load_shipped
 from .policies import MemoryPolicy, make_policy, policy_class
 from .policies.base import POST_PREFILL, check_protocol
 from .registry import ADAPTERS
@@ -118,21 +118,10 @@ def variants(spec: RunSpec) -> list[Variant]:
     return out
 
 
-SHIPPED_NAMM = Path(__file__).parent / "checkpoints" / "namm-smollm2"
-"""The NAMM evolved for the embedded SmolLM2 (``configs/evolution/smollm2.toml``), used by default."""
-
-
 def load_namm(spec: RunSpec) -> NammCheckpoint | None:
     if "namm" not in spec.policies:
         return None
-    if spec.namm_checkpoint is not None:
-        return load_checkpoint(spec.namm_checkpoint)
-    if not (SHIPPED_NAMM / "namm.json").is_file():
-        raise ValueError(
-            "no trained NAMM ships with this install: pass --namm-checkpoint PATH "
-            "(a namm-bench checkpoint directory or an evo-memory ckpt.pt)"
-        )
-    return load_checkpoint(SHIPPED_NAMM)
+    return load_checkpoint(spec.namm_checkpoint) if spec.namm_checkpoint is not None else load_shipped()
 
 
 def run_suite(spec: RunSpec) -> Path:

@@ -128,7 +128,7 @@ def test_corrupt_results_file_is_refused_and_left_alone(tiny_model_dir, tmp_path
 
 def test_results_of_another_namm_checkpoint_are_refused_and_left_alone(tiny_model_dir, tmp_path, capsys):
     # skipping by row key would keep the other checkpoint's NAMM rows and match budgets as this one's
-    from namm_bench.runner import SHIPPED_NAMM
+    from namm_bench.namm.checkpoint import SHIPPED as SHIPPED_NAMM
 
     out = tmp_path / "other-namm"
     out.mkdir()

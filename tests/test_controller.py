@@ -132,7 +132,8 @@ def test_namm_shipped_statistics_stay_frozen(model, ids):
 @pytest.mark.parametrize("shape", [{}, {"num_hidden_layers": 2, "num_attention_heads": 8, "num_key_value_heads": 4}])
 def test_shipped_namm_is_the_default_and_runs_on_any_model_shape(shape, ids, make_tiny_llama):
     """The evolved SmolLM2 NAMM ships in the package and transfers to other shapes unchanged."""
-    from namm_bench.runner import SHIPPED_NAMM, RunSpec, load_namm
+    from namm_bench.namm.checkpoint import SHIPPED as SHIPPED_NAMM
+    from namm_bench.runner import RunSpec, load_namm
 
     ckpt = load_namm(RunSpec(suite="synthetic", out=None, policies=["namm"]))
     assert SHIPPED_NAMM.is_dir() and ckpt.stats_frozen
@@ -199,9 +200,9 @@ def test_the_paper_preset_calls_the_namm_on_the_paper_schedule(model, preset):
     """The paper's code calls the NAMM whenever the tokens processed reach a multiple of 512, in
     prefill and decoding, and not at the prompt's end: a 1300-token prompt keeps its last
     1300 - 1024 = 276 tokens unpruned until the call at 1536 (reference sections 1.3, 8.1.2)."""
+    from namm_bench.namm.checkpoint import SHIPPED as SHIPPED_NAMM
     from namm_bench.namm.checkpoint import load_checkpoint
     from namm_bench.presets import PRESETS
-    from namm_bench.runner import SHIPPED_NAMM
 
     settings = PRESETS[preset]
     config = ControllerConfig(settings.chunk_size, settings.interval, prompt_end_call=settings.prompt_end_call)

@@ -27,7 +27,8 @@ POLICIES = [
 
 
 def _policies():
-    from namm_bench.runner import SHIPPED_NAMM, load_checkpoint
+    from namm_bench.namm.checkpoint import SHIPPED as SHIPPED_NAMM
+    from namm_bench.namm.checkpoint import load_checkpoint
 
     namm = load_checkpoint(SHIPPED_NAMM)
     made = []

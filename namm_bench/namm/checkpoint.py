@@ -98,6 +98,20 @@ def save_checkpoint(ckpt: NammCheckpoint, directory: str | Path) -> Path:
     return directory
 
 
+SHIPPED = Path(__file__).parent.parent / "checkpoints" / "namm-smollm2"
+"""The NAMM evolved for the embedded SmolLM2 (``configs/evolution/smollm2.toml``), used by default."""
+
+
+def load_shipped() -> NammCheckpoint:
+    """The NAMM shipped in the package (what ``namm`` runs unless another checkpoint is named)."""
+    if not (SHIPPED / CONFIG_FILE).is_file():
+        raise CheckpointError(
+            "no trained NAMM ships with this install: pass a checkpoint "
+            "(a namm-bench checkpoint directory or an evo-memory ckpt.pt)"
+        )
+    return load_checkpoint(SHIPPED)
+
+
 def load_checkpoint(path: str | Path) -> NammCheckpoint:
     """Load either format: a directory (or its ``namm.json``/``namm.safetensors``) or a ``.pt`` file."""
     path = Path(path)
