@@ -97,6 +97,20 @@ def build_parser() -> argparse.ArgumentParser:
         "report", help="write DIR/report.{md,csv,tex} and plots from DIR/results.jsonl (or for each DIR/*/)"
     )
     rep.add_argument("dir", type=Path)
+    rep.add_argument(
+        "--format",
+        choices=("namm-bench", "kvpress"),
+        default="namm-bench",
+        help="namm-bench: report.md/csv/tex and plots in DIR; kvpress: kvpress's evaluation layout in --to",
+    )
+    rep.add_argument("--to", type=Path, default=None, help="--format kvpress: where its result directories go")
+    rep.add_argument(
+        "--kvpress",
+        type=Path,
+        action="append",
+        default=[],
+        help="a directory of kvpress results (evaluate.py's output_dir) to show beside the rows (repeatable)",
+    )
 
     evo = sub.add_parser("evolve", help="evolve a NAMM with CMA-ES (torchrun spreads the population over ranks)")
     evo.add_argument("config", type=Path, help="evolution config (TOML), e.g. configs/evolution/smollm2.toml")
@@ -140,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             return _run(args)
         if args.command == "report":
-            return _report(args.dir)
+            return _report(args.dir, args.format, args.to, args.kvpress)
         if args.command == "evolve":
             return _evolve(args)
         if args.command == "export":
@@ -249,9 +263,24 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(directory: Path) -> int:
+def _report(directory: Path, form: str = "namm-bench", to: Path | None = None, kvpress: list[Path] = ()) -> int:
     from .report import write_report
-    from .results import RESULTS_FILE
+    from .results import RESULTS_FILE, ResultsStore
+
+    if form == "kvpress":
+        from .kvpress_layout import write_kvpress
+
+        if to is None:
+            raise ValueError("--format kvpress writes kvpress's result directories: name where with --to OUT")
+        if not (directory / RESULTS_FILE).is_file():
+            raise ValueError(f"{directory} holds no {RESULTS_FILE}")
+        written = write_kvpress(ResultsStore(directory).rows(), to)
+        for path in written:
+            print(path)
+        print(f"wrote {len(written)} kvpress result directories under {to}")
+        return 0
+    if to is not None:
+        raise ValueError("--to is for --format kvpress")
 
     # A directory of result directories (like reports/, history/ and paper/ included) regenerates each.
     runs = [directory] if (directory / RESULTS_FILE).exists() or not directory.is_dir() else []
@@ -259,7 +288,7 @@ def _report(directory: Path) -> int:
     if not runs:
         raise ValueError(f"{directory} holds no {RESULTS_FILE}, nor do its subdirectories")
     for run in runs:
-        md, csv = write_report(run)
+        md, csv = write_report(run, kvpress)
         if len(runs) == 1:
             print(md.read_text())
         print(f"wrote {md}, {csv} and {md.with_suffix('.tex')}")
