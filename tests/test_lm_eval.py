@@ -90,7 +90,7 @@ def test_the_embedded_model_scores_the_task_and_a_policy_changes_the_score(tmp_p
 def test_bad_model_args_are_one_line(tiny_model_dir):
     from namm_bench.lm_eval_model import NammHFLM
 
-    with pytest.raises(ValueError, match="batch size 1"):
+    with pytest.raises(ValueError, match="runs batch size 1"):
         NammHFLM(pretrained=str(tiny_model_dir), device="cpu", batch_size=4)
     with pytest.raises(ValueError, match="does not run under the streaming protocol"):
         NammHFLM(pretrained=str(tiny_model_dir), device="cpu", policy="snapkv", budget=0.25)
