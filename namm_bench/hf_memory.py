@@ -297,10 +297,8 @@ def _check_model(model: nn.Module) -> Sequence[nn.Module]:
     config = getattr(model, "config", None)
     kind = getattr(config, "model_type", None)
     adapter = adapter_for_model_type(kind) if kind else None
-    if adapter is None or getattr(ADAPTERS.get(adapter), "modality", None) != "text":
-        served = sorted(
-            {t for n, c in ADAPTERS.items() if getattr(c, "modality", None) == "text" for t in c.model_types}
-        )
+    if adapter is None or ADAPTERS.get(adapter).modality != "text":
+        served = sorted({t for _, c in ADAPTERS.items() if c.modality == "text" for t in c.model_types})
         raise ValueError(
             f"memory() runs Hugging Face causal LMs of the text adapters' model types ({', '.join(served)}); "
             f"got {type(model).__name__} (model_type {kind!r})"
