@@ -57,7 +57,7 @@ def evaluate(model_dir, task_dir, model_args: str):
         model="namm-hf",
         model_args=f"pretrained={model_dir},dtype=float32,{model_args}",
         tasks=["namm_passkey"],
-        task_manager=TaskManager(include_path=str(task_dir)),
+        task_manager=TaskManager(include_path=str(task_dir), include_defaults=False),  # no indexing of every task
         device="cpu",
         batch_size=1,
     )
@@ -79,7 +79,7 @@ def test_a_local_task_runs_under_full_and_a_policy(tiny_model_dir, tmp_path):
 def test_the_embedded_model_scores_the_task_and_a_policy_changes_the_score(tmp_path):
     from namm_bench.adapters.llama import embedded_model_dir
 
-    task_dir = write_task(tmp_path, examples=5, filler=60)
+    task_dir = write_task(tmp_path, examples=4, filler=40)
     full, full_info = evaluate(embedded_model_dir(), task_dir, "policy=full")
     streaming, streaming_info = evaluate(embedded_model_dir(), task_dir, "policy=streaming_llm,budget=0.1,interval=64")
     assert full == 1.0 and full_info["cache_fraction"] == 1.0
