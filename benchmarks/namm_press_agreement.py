@@ -23,7 +23,7 @@ def main() -> int:
     from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
     from namm_bench import memory
-    from namm_bench.kvpress import NAMMPress
+    from namm_bench.kvpress import NAMMPress, agreement
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True)
@@ -43,12 +43,7 @@ def main() -> int:
             model.model(input_ids=ids, past_key_values=DynamicCache())
         with torch.no_grad(), memory(model, "namm", protocol="post-prefill", namm_checkpoint=args.checkpoint) as m:
             model(ids)
-        same = total = 0
-        for i, layer in enumerate(sorted(press.kept)):
-            ours, theirs = m.controller.positions(i)[0], press.kept[layer][0]
-            for head in range(ours.shape[0]):
-                total += 1
-                same += int(ours.shape == theirs.shape and torch.equal(ours[head], theirs[head]))
+        same, total = agreement(press, m.controller)
         same_all, total_all = same_all + same, total_all + total
         name = row.get("example_id", row["task"])
         kv, nb = 100 * (1 - press.compression_ratio), 100 * m.stats.prompt_fraction

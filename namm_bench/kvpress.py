@@ -141,3 +141,15 @@ class NAMMPress(BasePress):
         queries = get_prerope_query_states(module, hidden_states)
         cos, sin = kwargs["position_embeddings"]
         return queries * cos.unsqueeze(1) + _rotate_half(queries) * sin.unsqueeze(1)
+
+
+def agreement(press: NAMMPress, controller: Any) -> tuple[int, int]:
+    """(layers x KV heads whose kept positions under ``press`` equal those ``controller`` kept, all of them): the
+    press's last context against namm-bench's own run of it (``MemoryController``, or ``memory()``'s)."""
+    same = total = 0
+    for i, layer in enumerate(sorted(press.kept)):
+        ours, theirs = controller.positions(i)[0], press.kept[layer][0]
+        for head in range(ours.shape[0]):
+            total += 1
+            same += int(ours.shape == theirs.shape and torch.equal(ours[head], theirs[head]))
+    return same, total

@@ -296,3 +296,19 @@ def side_by_side(summary: pd.DataFrame, runs: list[KvpressRun]) -> str:
     for task, values in table.iterrows():
         lines.append(f"| {task} | " + " | ".join("" if pd.isna(v) else f"{v:.1f}" for v in values) + " |")
     return "\n".join(lines)
+
+
+def kvpress_section(summary: pd.DataFrame, directories: list[Path]) -> str:
+    """The report's section of kvpress's own results beside namm-bench's, on the tasks both ran."""
+    runs = [run for directory in directories for run in read_kvpress(directory)]
+    if directories and not runs:
+        raise ValueError(f"no kvpress results (config.yaml + metrics.json) under {', '.join(map(str, directories))}")
+    table = side_by_side(summary, runs)
+    if not table:
+        return "\n## Beside kvpress's results\n\nNo task of these rows is among the kvpress runs'.\n" if runs else ""
+    return (
+        "\n## Beside kvpress's results\n\n"
+        "Score x100 per task: namm-bench's rows (policy, budget) and, as columns of their own, the kvpress "
+        "result directories read (press, compression ratio = 1 - kept fraction; their metrics.json as "
+        "kvpress's scorer wrote it).\n\n" + table + "\n"
+    )

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from .files import write_atomic
+from .kvpress_layout import kvpress_section
 from .registry import SUITES
 from .report_leaderboard import leaderboard_frame
 from .report_plots import (
@@ -51,24 +52,6 @@ _OPTIONAL_FIELDS: dict[str, Any] = {
     "seconds": math.nan,
     "truncated_tokens": 0,
 }
-
-
-def _kvpress_section(summary: pd.DataFrame, directories: list[Path]) -> str:
-    """The report's section of kvpress's own results beside namm-bench's, on the tasks both ran."""
-    from .kvpress_layout import read_kvpress, side_by_side
-
-    runs = [run for directory in directories for run in read_kvpress(directory)]
-    if directories and not runs:
-        raise ValueError(f"no kvpress results (config.yaml + metrics.json) under {', '.join(map(str, directories))}")
-    table = side_by_side(summary, runs)
-    if not table:
-        return "\n## Beside kvpress's results\n\nNo task of these rows is among the kvpress runs'.\n" if runs else ""
-    return (
-        "\n## Beside kvpress's results\n\n"
-        "Score x100 per task: namm-bench's rows (policy, budget) and, as columns of their own, the kvpress "
-        "result directories read (press, compression ratio = 1 - kept fraction; their metrics.json as "
-        "kvpress's scorer wrote it).\n\n" + table + "\n"
-    )
 
 
 def summary_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -201,7 +184,7 @@ def write_report(out_dir: Path, kvpress: list[Path] | tuple[Path, ...] = ()) -> 
     write_atomic(csv_path, summary.to_csv(index=False, float_format="%.4f", lineterminator="\n"))
     markdown, tables = _markdown(summary, rows)
     own = out_dir / "kvpress"
-    markdown += _kvpress_section(summary, [*kvpress, *([own] if own.is_dir() and own not in kvpress else [])])
+    markdown += kvpress_section(summary, [*kvpress, *([own] if own.is_dir() and own not in kvpress else [])])
     write_atomic(out_dir / "report.tex", _latex(tables))
     if write_plot(normalised_frame(summary), out_dir / "report.png"):
         markdown += "\n![normalised score against cache %](report.png)\n"

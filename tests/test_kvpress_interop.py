@@ -18,7 +18,7 @@ pytest.importorskip("kvpress", reason="kvpress is not installed here: `tox -e kv
 from conftest import save_tiny_family  # noqa: E402
 
 from namm_bench import memory  # noqa: E402
-from namm_bench.kvpress import NAMMPress  # noqa: E402
+from namm_bench.kvpress import NAMMPress, agreement  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "phi3")  # kvpress's supported text families
@@ -57,17 +57,6 @@ def embedded_model() -> Path:
     return embedded_model_dir()
 
 
-def agreement(press: NAMMPress, m) -> tuple[int, int]:
-    """(layer x KV heads whose kept positions are the same, all of them)."""
-    same = total = 0
-    for i, layer in enumerate(sorted(press.kept)):
-        ours, theirs = m.controller.positions(i)[0], press.kept[layer][0]
-        for head in range(ours.shape[0]):
-            total += 1
-            same += int(ours.shape == theirs.shape and torch.equal(ours[head], theirs[head]))
-    return same, total
-
-
 @pytest.mark.parametrize("kind", FAMILIES)
 def test_namm_press_keeps_what_namm_bench_keeps_post_prefill(sharpened, kind):
     from transformers import DynamicCache
@@ -83,7 +72,7 @@ def test_namm_press_keeps_what_namm_bench_keeps_post_prefill(sharpened, kind):
         assert [cache.layers[i].keys.shape[2] for i in sorted(press.kept)] == [k.shape[2] for k in press.kept.values()]
         with torch.no_grad(), memory(model, "namm", protocol="post-prefill") as m:
             model(ids)
-        same, total = agreement(press, m)
+        same, total = agreement(press, m.controller)
         assert (same, total) == (total, 3 * 2), (kind, length)
         assert press.compression_ratio == pytest.approx(1 - m.stats.prompt_fraction)
         fractions.append(m.stats.prompt_fraction)
@@ -107,7 +96,7 @@ def test_namm_press_runs_in_kvpress_pipeline():
     ids = pipe.preprocess(context, questions=[question], answer_prefix="", max_context_length=10**6)["context_ids"]
     with torch.no_grad(), memory(model, "namm", protocol="post-prefill") as m:
         model(ids)
-    same, total = agreement(press, m)
+    same, total = agreement(press, m.controller)
     assert same == total == 30 * 3
     assert 0 < press.compression_ratio < 1
     assert answer == pipe(context, question=question, press=NAMMPress(physical=False), max_new_tokens=5)["answer"]
